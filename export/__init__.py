@@ -1,0 +1,1 @@
+"""TF-Hub SavedModel and Kipoi model-folder exporters (see README: Roadmap)."""

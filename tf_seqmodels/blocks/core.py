@@ -1,0 +1,103 @@
+"""Small building blocks shared by every model: activations, normalisation, residuals, crops."""
+
+from __future__ import annotations
+
+from typing import Callable, Optional, Sequence
+
+import sonnet as snt
+import tensorflow as tf
+
+
+def gelu_sigmoid(x: tf.Tensor) -> tf.Tensor:
+  """GELU by its sigmoid approximation, x * sigmoid(1.702 x), as Enformer uses (not erf/tanh)."""
+  return tf.nn.sigmoid(1.702 * x) * x
+
+
+def cross_replica_batch_norm(decay: float = 0.9, eps: float = 1e-5,
+                             name: Optional[str] = None) -> snt.Module:
+  """BatchNorm whose statistics are all-reduced across replicas; EMA test statistics.
+
+  Identical to a single-device BatchNorm without a distribution strategy, and the right
+  thing under `snt.distribute.Replicator`/`TpuReplicator` (per-replica statistics would
+  make the gradient depend on the number of devices).
+  """
+  return snt.distribute.CrossReplicaBatchNorm(
+      create_scale=True,
+      create_offset=True,
+      scale_init=snt.initializers.Ones(),
+      moving_mean=snt.ExponentialMovingAverage(decay, name="moving_mean"),
+      moving_variance=snt.ExponentialMovingAverage(decay, name="moving_variance"),
+      eps=eps,
+      name=name)
+
+
+class Residual(snt.Module):
+  """`x + module(x, is_training)`."""
+
+  def __init__(self, module: snt.Module, name: Optional[str] = None):
+    super().__init__(name=name)
+    self.module = module
+
+  def __call__(self, inputs: tf.Tensor, is_training: bool) -> tf.Tensor:
+    return inputs + self.module(inputs, is_training=is_training)
+
+
+class ConvBlock(snt.Module):
+  """Pre-activation convolution: BatchNorm -> activation -> Conv1D.
+
+  Shapes: [B, L, C_in] -> [B, L, filters] (padding SAME).
+  """
+
+  def __init__(self, filters: int, kernel_size: int,
+               activation: Callable[[tf.Tensor], tf.Tensor] = gelu_sigmoid,
+               bn_decay: float = 0.9, bn_eps: float = 1e-5,
+               name: Optional[str] = None):
+    super().__init__(name=name)
+    self.norm = cross_replica_batch_norm(bn_decay, bn_eps, name="batch_norm")
+    self.activation = activation
+    self.conv = snt.Conv1D(filters, kernel_size, name="conv")
+
+  def __call__(self, inputs: tf.Tensor, is_training: bool) -> tf.Tensor:
+    return self.conv(self.activation(self.norm(inputs, is_training=is_training)))
+
+
+class TargetLengthCrop1D(snt.Module):
+  """Keeps the central `target_length` positions of [B, T, C] (no-op when None or T == target).
+
+  The start offset is (T - target) // 2, as in the reference; the result always has exactly
+  `target_length` positions.
+  """
+
+  def __init__(self, target_length: Optional[int], name: Optional[str] = None):
+    super().__init__(name=name)
+    self.target_length = target_length
+
+  def __call__(self, inputs: tf.Tensor) -> tf.Tensor:
+    if self.target_length is None:
+      return inputs
+    length = inputs.shape[-2]
+    if length is not None:
+      if length < self.target_length:
+        raise ValueError(f"cannot crop {length} positions to target length {self.target_length}")
+      trim = (length - self.target_length) // 2
+      return inputs[..., trim:trim + self.target_length, :]
+    length = tf.shape(inputs)[-2]
+    tf.debugging.assert_greater_equal(
+        length, self.target_length,
+        message=f"sequence too short for target length {self.target_length}")
+    trim = (length - self.target_length) // 2
+    return inputs[..., trim:trim + self.target_length, :]
+
+
+def exponential_linspace_int(start: int, end: int, num: int, divisible_by: int = 1) -> list[int]:
+  """`num` integers growing geometrically from `start` to `end`, rounded to `divisible_by`."""
+  if num == 1:
+    return [int(round(end / divisible_by) * divisible_by)]
+  base = (end / start) ** (1.0 / (num - 1))
+  # np.round semantics (half to even) as in the reference: Python's round() matches it.
+  return [int(round(start * base**i / divisible_by) * divisible_by) for i in range(num)]
+
+
+def count_parameters(variables: Sequence[tf.Variable]) -> int:
+  """Number of scalar parameters in `variables`."""
+  return int(sum(v.shape.num_elements() for v in variables))

@@ -1,0 +1,174 @@
+"""Typed configuration: dataclasses that round-trip through dicts, JSON and YAML.
+
+Every model, task and run is described by a dataclass deriving from `Config`. A config
+file is the dataclass's fields as a mapping; unknown keys are an error (a typo must never
+silently fall back to a default), nested dataclasses and tuples are rebuilt from their
+annotations, and `Config.load(Config.save(...))` returns an equal object.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+import types
+import typing
+from typing import Any, Mapping, TypeVar
+
+ConfigT = TypeVar("ConfigT", bound="Config")
+
+
+class ConfigError(ValueError):
+  """A configuration is malformed: unknown key, wrong type or invalid value."""
+
+
+def _convert(value: Any, annotation: Any, where: str) -> Any:
+  """Converts plain JSON/YAML data `value` into the type named by `annotation`."""
+  origin = typing.get_origin(annotation)
+  args = typing.get_args(annotation)
+  if annotation is Any:
+    return value
+  if origin in (typing.Union, types.UnionType):
+    if value is None and type(None) in args:
+      return None
+    errors = []
+    for arg in args:
+      if arg is type(None):
+        continue
+      try:
+        return _convert(value, arg, where)
+      except ConfigError as e:
+        errors.append(str(e))
+    raise ConfigError(f"{where}: {value!r} matches none of {annotation}: {errors}")
+  if isinstance(annotation, type) and issubclass(annotation, Config):
+    if isinstance(value, annotation):
+      return value
+    if not isinstance(value, Mapping):
+      raise ConfigError(f"{where}: expected a mapping for {annotation.__name__}, got {value!r}")
+    return annotation.from_dict(value, where=where)
+  if origin is tuple:
+    if not isinstance(value, (list, tuple)):
+      raise ConfigError(f"{where}: expected a list, got {value!r}")
+    if len(args) == 2 and args[1] is Ellipsis:
+      return tuple(_convert(v, args[0], f"{where}[{i}]") for i, v in enumerate(value))
+    if len(args) != len(value):
+      raise ConfigError(f"{where}: expected {len(args)} items, got {len(value)}")
+    return tuple(_convert(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(args, value)))
+  if origin in (list, typing.List):
+    if not isinstance(value, (list, tuple)):
+      raise ConfigError(f"{where}: expected a list, got {value!r}")
+    return [_convert(v, args[0] if args else Any, f"{where}[{i}]") for i, v in enumerate(value)]
+  if origin in (dict, typing.Dict, Mapping):
+    if not isinstance(value, Mapping):
+      raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+    key_type, value_type = args if args else (Any, Any)
+    return {_convert(k, key_type, where): _convert(v, value_type, f"{where}.{k}")
+            for k, v in value.items()}
+  if origin is typing.Literal:
+    if value not in args:
+      raise ConfigError(f"{where}: {value!r} is not one of {list(args)}")
+    return value
+  if annotation is float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+      raise ConfigError(f"{where}: expected a number, got {value!r}")
+    return float(value)
+  if annotation is int:
+    if isinstance(value, bool) or not isinstance(value, int):
+      raise ConfigError(f"{where}: expected an integer, got {value!r}")
+    return value
+  if annotation is bool:
+    if not isinstance(value, bool):
+      raise ConfigError(f"{where}: expected true/false, got {value!r}")
+    return value
+  if annotation is str:
+    if not isinstance(value, str):
+      raise ConfigError(f"{where}: expected a string, got {value!r}")
+    return value
+  return value
+
+
+def _to_plain(value: Any) -> Any:
+  if isinstance(value, Config):
+    return value.to_dict()
+  if isinstance(value, (list, tuple)):
+    return [_to_plain(v) for v in value]
+  if isinstance(value, Mapping):
+    return {k: _to_plain(v) for k, v in value.items()}
+  return value
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+  """Base of every configuration dataclass (frozen, so a config can key caches)."""
+
+  def __post_init__(self):
+    self.validate()
+
+  def validate(self) -> None:
+    """Raises `ConfigError` when field values are inconsistent. Override per config."""
+
+  def to_dict(self) -> dict[str, Any]:
+    return {f.name: _to_plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+  @classmethod
+  def from_dict(cls: type[ConfigT], data: Mapping[str, Any], where: str | None = None) -> ConfigT:
+    where = where or cls.__name__
+    if not isinstance(data, Mapping):
+      raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+      raise ConfigError(f"{where}: unknown key(s) {unknown}; valid keys are {sorted(fields)}")
+    kwargs = {name: _convert(value, hints[name], f"{where}.{name}") for name, value in data.items()}
+    return cls(**kwargs)
+
+  def replace(self: ConfigT, **changes: Any) -> ConfigT:
+    return dataclasses.replace(self, **changes)
+
+  def to_json(self) -> str:
+    return json.dumps(self.to_dict(), indent=2, sort_keys=False)
+
+  @classmethod
+  def from_json(cls: type[ConfigT], text: str) -> ConfigT:
+    return cls.from_dict(json.loads(text))
+
+  def to_yaml(self) -> str:
+    import yaml
+    return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+  @classmethod
+  def from_yaml(cls: type[ConfigT], text: str) -> ConfigT:
+    import yaml
+    return cls.from_dict(yaml.safe_load(text) or {})
+
+  def save(self, path: str | os.PathLike) -> None:
+    """Writes the config as YAML or JSON (by extension), atomically."""
+    path = os.fspath(path)
+    text = self.to_json() if path.endswith(".json") else self.to_yaml()
+    atomic_write_text(path, text)
+
+  @classmethod
+  def load(cls: type[ConfigT], path: str | os.PathLike) -> ConfigT:
+    path = os.fspath(path)
+    if not os.path.exists(path):
+      raise FileNotFoundError(f"config file not found: {path}")
+    with open(path) as f:
+      text = f.read()
+    return cls.from_json(text) if path.endswith(".json") else cls.from_yaml(text)
+
+
+def atomic_write_text(path: str, text: str) -> None:
+  """Writes `text` to `path` via a temporary file and rename, so readers never see half a file."""
+  directory = os.path.dirname(os.path.abspath(path))
+  os.makedirs(directory, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.basename(path))
+  try:
+    with os.fdopen(fd, "w") as f:
+      f.write(text)
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.unlink(tmp)
+    raise

@@ -1,0 +1,111 @@
+"""The model contract every tf-seqmodels model honours.
+
+    model(inputs [B, L, C] float32, is_training: bool) -> {head name: tf.Tensor}
+    model.embed(inputs, is_training) -> trunk embedding tensor
+    model.config -> the typed config that rebuilds the model
+
+Trainers, exporters, tuners and analyses only use this interface (plus `config`,
+`input_channels`, `head_names` and `build`), never a model's internals.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Mapping, Optional
+
+import numpy as np
+import sonnet as snt
+import tensorflow as tf
+
+from tf_seqmodels.config import Config
+from tf_seqmodels.data.encoding import SequenceError, check_one_hot
+
+
+class SequenceModel(snt.Module, abc.ABC):
+  """Base class: a sequence-to-function model returning a dict of named heads."""
+
+  def __init__(self, config: Config, name: Optional[str] = None):
+    super().__init__(name=name)
+    self.config = config
+
+  # --- what each model defines ------------------------------------------------------------
+  @property
+  @abc.abstractmethod
+  def input_channels(self) -> int:
+    """Channels of the input encoding (4 for one-hot DNA)."""
+
+  @property
+  @abc.abstractmethod
+  def head_names(self) -> tuple[str, ...]:
+    """Names of the output heads, in a fixed order."""
+
+  @property
+  def sequence_length(self) -> Optional[int]:
+    """The length the published model is trained on; None if it has none."""
+    return getattr(self.config, "sequence_length", None)
+
+  @property
+  def dynamic_length(self) -> bool:
+    """Whether one module serves any valid input length (else only `sequence_length`)."""
+    return False
+
+  def check_length(self, length: int) -> None:
+    """Raises SequenceError if the model cannot process inputs of `length` positions."""
+    if not self.dynamic_length and self.sequence_length is not None and length != self.sequence_length:
+      raise SequenceError(f"{type(self).__name__} expects sequences of length {self.sequence_length}, "
+                          f"got {length}")
+
+  @abc.abstractmethod
+  def embed(self, inputs: tf.Tensor, is_training: bool) -> tf.Tensor:
+    """Trunk embedding of `inputs` (the representation shared by all heads)."""
+
+  @abc.abstractmethod
+  def __call__(self, inputs: tf.Tensor, is_training: bool) -> dict[str, tf.Tensor]:
+    """Head outputs of `inputs`."""
+
+  # --- shared behaviour ---------------------------------------------------------------------
+  def check_inputs(self, inputs) -> None:
+    """Static validation of an input batch; raises SequenceError with a clear message."""
+    check_one_hot(inputs, self.input_channels)
+    length = inputs.shape[1]
+    if length is not None:
+      self.check_length(int(length))
+
+  def input_spec(self, batch_size: Optional[int] = None) -> tf.TensorSpec:
+    length = None if self.dynamic_length else self.sequence_length
+    return tf.TensorSpec([batch_size, length, self.input_channels], tf.float32, name="x")
+
+  def build(self, sequence_length: Optional[int] = None, batch_size: Optional[int] = 1) -> None:
+    """Creates all variables by tracing the model symbolically (no FLOPs are spent).
+
+    Variable shapes never depend on the length, so the default builds with an unknown
+    length where the model allows it.
+    """
+    length = sequence_length if sequence_length is not None else (
+        None if self.dynamic_length else self.sequence_length)
+    spec = tf.TensorSpec([batch_size, length, self.input_channels], tf.float32)
+    snt.build(lambda x: self(x, is_training=False), spec)
+
+  def predict_on_batch(self, inputs) -> dict[str, tf.Tensor]:
+    """Inference on one batch (numpy or tensor) -> {head: tensor}; `is_training=False`."""
+    inputs = tf.convert_to_tensor(np.asarray(inputs, np.float32) if not tf.is_tensor(inputs) else inputs,
+                                  tf.float32)
+    self.check_inputs(inputs)
+    return self._predict_fn(inputs)
+
+  @property
+  def _predict_fn(self):
+    # One tf.function per module (created on first use) keeps graph-mode speed for repeated
+    # calls; relaxed shapes avoid a retrace per batch size / length.
+    if "_compiled_predict" not in self.__dict__:
+      self._compiled_predict = tf.function(lambda x: self(x, is_training=False),
+                                           reduce_retracing=True)
+    return self._compiled_predict
+
+
+def num_trainable_parameters(model: snt.Module) -> int:
+  return int(sum(v.shape.num_elements() for v in model.trainable_variables))
+
+
+def head_shapes(outputs: Mapping[str, tf.Tensor]) -> dict[str, tuple]:
+  return {k: tuple(v.shape) for k, v in outputs.items()}

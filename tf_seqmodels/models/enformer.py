@@ -1,0 +1,281 @@
+"""Enformer (Avsec et al. 2021, Nature Methods) as Sonnet v2 modules.
+
+Faithful to the 2022 reference (`deepmind-research/enformer`, commit 57456a0): cross-replica
+BatchNorm with EMA(0.9) statistics, sigmoid-GELU, softmax pooling initialised at 2·I, relative
+positional basis functions with per-basis gamma normalisation, pre-LN transformer without a
+final LayerNorm, centre crop to the target length, softplus heads.
+
+    inputs [B, L, 4] one-hot ACGT, L % bin_size == 0 and L / bin_size >= target_length
+      stem           [B, L/2, C/2]
+      conv_tower     [B, L/128, C]          (6 blocks, each halves the length)
+      transformer    [B, L/128, C]
+      crop           [B, target_length, C]
+      final          [B, target_length, 2C]  = embed(inputs)
+      heads          {name: [B, target_length, tracks]}
+
+At the defaults (L = 196,608, C = 1536, 11 layers, 8 heads) there are 251,221,292 trainable
+parameters, the embedding is [B, 896, 3072] and the heads are human 5,313 / mouse 1,643.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import re
+from typing import Optional
+
+import sonnet as snt
+import tensorflow as tf
+
+from tf_seqmodels.blocks.attention import POSITIONAL_FUNCTIONS, num_positional_components
+from tf_seqmodels.blocks.core import (ConvBlock, Residual, TargetLengthCrop1D,
+                                      exponential_linspace_int, gelu_sigmoid)
+from tf_seqmodels.blocks.pooling import pooling_module
+from tf_seqmodels.blocks.transformer import TransformerBlock
+from tf_seqmodels.config import Config, ConfigError
+from tf_seqmodels.data.encoding import SequenceError
+from tf_seqmodels.models.base import SequenceModel
+from tf_seqmodels.models.registry import register_model
+
+_HEAD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+@dataclasses.dataclass(frozen=True)
+class EnformerConfig(Config):
+  """Enformer hyper-parameters; the defaults are the published model."""
+
+  channels: int = 1536
+  num_transformer_layers: int = 11
+  num_heads: int = 8
+  pooling_type: str = "attention"  # 'attention' (softmax pooling) or 'max'
+  heads: dict[str, int] = dataclasses.field(
+      default_factory=lambda: {"human": 5313, "mouse": 1643})
+  sequence_length: int = 196_608  # training length; any multiple of bin_size works
+  target_length: Optional[int] = 896  # output bins kept after the centre crop; None = no crop
+  num_conv_tower_blocks: int = 6  # bin size = 2 ** (blocks + 1): 128 bp
+  filters_divisible_by: int = 128  # conv tower widths are rounded to multiples of this
+  stem_kernel_size: int = 15
+  conv_tower_kernel_size: int = 5
+  key_size: int = 64
+  dropout_rate: float = 0.4
+  attention_dropout_rate: float = 0.05
+  positional_dropout_rate: float = 0.01
+  final_dropout_rate: float = 0.05  # the reference's dropout_rate / 8
+  relative_position_functions: tuple[str, ...] = POSITIONAL_FUNCTIONS
+  relative_position_symmetric: bool = False
+  bn_decay: float = 0.9
+
+  @property
+  def bin_size(self) -> int:
+    return 2 ** (self.num_conv_tower_blocks + 1)
+
+  @property
+  def conv_tower_filters(self) -> list[int]:
+    return exponential_linspace_int(self.channels // 2, self.channels,
+                                    self.num_conv_tower_blocks, self.filters_divisible_by)
+
+  @property
+  def embedding_size(self) -> int:
+    return 2 * self.channels
+
+  @property
+  def value_size(self) -> int:
+    return self.channels // self.num_heads
+
+  def output_length(self, sequence_length: int) -> int:
+    bins = sequence_length // self.bin_size
+    return bins if self.target_length is None else self.target_length
+
+  def validate(self) -> None:
+    def fail(msg):
+      raise ConfigError(f"EnformerConfig: {msg}")
+
+    for field in ("channels", "num_heads", "key_size", "sequence_length", "num_conv_tower_blocks",
+                  "filters_divisible_by", "stem_kernel_size", "conv_tower_kernel_size"):
+      if getattr(self, field) <= 0:
+        fail(f"{field} must be positive, got {getattr(self, field)}")
+    if self.num_transformer_layers < 0:
+      fail(f"num_transformer_layers must be >= 0, got {self.num_transformer_layers}")
+    if self.channels % 2:
+      fail(f"channels must be even (the stem has channels / 2), got {self.channels}")
+    if self.channels % self.num_heads:
+      fail(f"channels {self.channels} must be divisible by num_heads {self.num_heads}")
+    components = num_positional_components(self.relative_position_functions,
+                                           self.relative_position_symmetric)
+    unknown = set(self.relative_position_functions) - set(POSITIONAL_FUNCTIONS)
+    if unknown or not self.relative_position_functions:
+      fail(f"relative_position_functions must be a non-empty subset of {POSITIONAL_FUNCTIONS}, "
+           f"got {self.relative_position_functions}")
+    if self.value_size % components:
+      fail(f"channels / num_heads = {self.value_size} must be divisible by {components} "
+           f"(relative position features: {len(self.relative_position_functions)} functions"
+           f"{'' if self.relative_position_symmetric else ' x 2 signs'})")
+    filters = self.conv_tower_filters
+    if min(filters) <= 0 or filters[-1] != self.channels:
+      fail(f"conv tower widths {filters} (channels/2 -> channels rounded to multiples of "
+           f"{self.filters_divisible_by}) must be positive and end at channels={self.channels}; "
+           f"choose channels as a multiple of filters_divisible_by")
+    if self.pooling_type not in ("attention", "max"):
+      fail(f"pooling_type must be 'attention' or 'max', got {self.pooling_type!r}")
+    if not self.heads:
+      fail("heads must name at least one output head")
+    for name, tracks in self.heads.items():
+      if not _HEAD_NAME.match(name):
+        fail(f"head name {name!r} must be an identifier (letters, digits, underscore)")
+      if tracks <= 0:
+        fail(f"head {name!r} must have a positive number of tracks, got {tracks}")
+    if self.target_length is not None and self.target_length <= 0:
+      fail(f"target_length must be positive or null, got {self.target_length}")
+    try:
+      check_enformer_length(self, self.sequence_length)
+    except SequenceError as e:
+      fail(f"sequence_length: {e}")
+    for field in ("dropout_rate", "attention_dropout_rate", "positional_dropout_rate",
+                  "final_dropout_rate"):
+      if not 0.0 <= getattr(self, field) < 1.0:
+        fail(f"{field} must be in [0, 1), got {getattr(self, field)}")
+
+
+def check_enformer_length(config: EnformerConfig, length: int) -> None:
+  if length % config.bin_size:
+    raise SequenceError(f"Enformer input length must be a multiple of {config.bin_size} bp, got {length}")
+  bins = length // config.bin_size
+  if config.target_length is not None and bins < config.target_length:
+    raise SequenceError(
+        f"Enformer input of {length} bp gives {bins} bins of {config.bin_size} bp, fewer than "
+        f"target_length {config.target_length}; use at least {config.target_length * config.bin_size} bp")
+
+
+class Stem(snt.Module):
+  """Conv1D(C/2, 15) -> Residual(ConvBlock(C/2, 1)) -> pool(2). [B, L, 4] -> [B, L/2, C/2]."""
+
+  def __init__(self, config: EnformerConfig, name: Optional[str] = None):
+    super().__init__(name=name)
+    width = config.channels // 2
+    self.conv = snt.Conv1D(width, config.stem_kernel_size, name="conv")
+    self.pointwise = Residual(ConvBlock(width, 1, bn_decay=config.bn_decay, name="pointwise"))
+    self.pool = pooling_module(config.pooling_type, 2, name="pool")
+
+  def __call__(self, inputs: tf.Tensor, is_training: bool) -> tf.Tensor:
+    return self.pool(self.pointwise(self.conv(inputs), is_training=is_training))
+
+
+class ConvTowerBlock(snt.Module):
+  """ConvBlock(f, 5) -> Residual(ConvBlock(f, 1)) -> pool(2). [B, L, C_in] -> [B, L/2, f]."""
+
+  def __init__(self, filters: int, kernel_size: int, pooling_type: str, bn_decay: float,
+               name: Optional[str] = None):
+    super().__init__(name=name)
+    self.conv = ConvBlock(filters, kernel_size, bn_decay=bn_decay, name="conv")
+    self.pointwise = Residual(ConvBlock(filters, 1, bn_decay=bn_decay, name="pointwise"))
+    self.pool = pooling_module(pooling_type, 2, name="pool")
+
+  def __call__(self, inputs: tf.Tensor, is_training: bool) -> tf.Tensor:
+    x = self.conv(inputs, is_training=is_training)
+    return self.pool(self.pointwise(x, is_training=is_training))
+
+
+class FinalPointwise(snt.Module):
+  """ConvBlock(2C, 1) -> Dropout -> GELU. [B, T, C] -> [B, T, 2C]."""
+
+  def __init__(self, channels: int, dropout_rate: float, bn_decay: float,
+               name: Optional[str] = None):
+    super().__init__(name=name)
+    self.conv = ConvBlock(channels, 1, bn_decay=bn_decay, name="conv")
+    self.dropout_rate = dropout_rate
+
+  def __call__(self, inputs: tf.Tensor, is_training: bool) -> tf.Tensor:
+    x = self.conv(inputs, is_training=is_training)
+    if is_training:
+      x = tf.nn.dropout(x, rate=self.dropout_rate)
+    return gelu_sigmoid(x)
+
+
+class SoftplusHead(snt.Module):
+  """Linear(tracks) -> softplus: non-negative track predictions. [B, T, D] -> [B, T, tracks]."""
+
+  def __init__(self, num_tracks: int, name: Optional[str] = None):
+    super().__init__(name=name)
+    self.linear = snt.Linear(num_tracks, name="linear")
+
+  def __call__(self, embedding: tf.Tensor) -> tf.Tensor:
+    return tf.nn.softplus(self.linear(embedding))
+
+
+@register_model("enformer", EnformerConfig, "Enformer (Avsec et al. 2021): conv tower + "
+                "relative-position transformer, 128-bp track heads")
+class Enformer(SequenceModel):
+  """Enformer; see the module docstring for shapes."""
+
+  config: EnformerConfig
+
+  def __init__(self, config: Optional[EnformerConfig] = None, name: Optional[str] = "enformer"):
+    super().__init__(config or EnformerConfig(), name=name)
+    cfg = self.config
+    self.stem = Stem(cfg, name="stem")
+    self.conv_tower = [
+        ConvTowerBlock(filters, cfg.conv_tower_kernel_size, cfg.pooling_type, cfg.bn_decay,
+                       name=f"conv_tower_block_{i}")
+        for i, filters in enumerate(cfg.conv_tower_filters)
+    ]
+    self.transformer = [
+        TransformerBlock(
+            cfg.channels, cfg.num_heads, key_size=cfg.key_size, dropout_rate=cfg.dropout_rate,
+            attention_dropout_rate=cfg.attention_dropout_rate,
+            positional_dropout_rate=cfg.positional_dropout_rate,
+            relative_position_functions=cfg.relative_position_functions,
+            relative_position_symmetric=cfg.relative_position_symmetric,
+            name=f"transformer_block_{i}")
+        for i in range(cfg.num_transformer_layers)
+    ]
+    self.crop = TargetLengthCrop1D(cfg.target_length, name="target_input")
+    self.final_pointwise = FinalPointwise(cfg.embedding_size, cfg.final_dropout_rate,
+                                          cfg.bn_decay, name="final_pointwise")
+    self.heads = {head: SoftplusHead(tracks, name=f"head_{head}")
+                  for head, tracks in cfg.heads.items()}
+
+  # --- contract -----------------------------------------------------------------------------
+  @property
+  def input_channels(self) -> int:
+    return 4
+
+  @property
+  def head_names(self) -> tuple[str, ...]:
+    return tuple(self.config.heads)
+
+  @property
+  def dynamic_length(self) -> bool:
+    return True
+
+  def check_length(self, length: int) -> None:
+    check_enformer_length(self.config, length)
+
+  def trunk_stages(self, inputs: tf.Tensor, is_training: bool) -> "collections.OrderedDict[str, tf.Tensor]":
+    """All trunk activations by stage name: stem, conv_tower, transformer, target_input,
+    final_pointwise (the last is the embedding)."""
+    self.check_inputs(inputs)
+    if inputs.shape[1] is None:
+      tf.debugging.assert_equal(
+          tf.shape(inputs)[1] % self.config.bin_size, 0,
+          message=f"Enformer input length must be a multiple of {self.config.bin_size} bp")
+    stages = collections.OrderedDict()
+    x = stages["stem"] = self.stem(inputs, is_training=is_training)
+    for block in self.conv_tower:
+      x = block(x, is_training=is_training)
+    stages["conv_tower"] = x
+    for block in self.transformer:
+      x = block(x, is_training=is_training)
+    stages["transformer"] = x
+    x = stages["target_input"] = self.crop(x)
+    stages["final_pointwise"] = self.final_pointwise(x, is_training=is_training)
+    return stages
+
+  def embed(self, inputs: tf.Tensor, is_training: bool) -> tf.Tensor:
+    """Trunk embedding [B, target_length, 2C] ([B, 896, 3072] at the defaults)."""
+    return self.trunk_stages(inputs, is_training)["final_pointwise"]
+
+  def apply_heads(self, embedding: tf.Tensor) -> dict[str, tf.Tensor]:
+    return {head: module(embedding) for head, module in self.heads.items()}
+
+  def __call__(self, inputs: tf.Tensor, is_training: bool) -> dict[str, tf.Tensor]:
+    return self.apply_heads(self.embed(inputs, is_training))

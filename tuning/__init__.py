@@ -1,0 +1,1 @@
+"""keras-tuner searches over tf-seqmodels models (see README: Roadmap)."""
