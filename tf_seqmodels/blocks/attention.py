@@ -16,6 +16,8 @@ from typing import Callable, Optional, Sequence
 import sonnet as snt
 import tensorflow as tf
 
+from tf_seqmodels.blocks.core import shape_list
+
 POSITIONAL_FUNCTIONS = ("exponential", "central_mask", "gamma")
 
 
@@ -53,10 +55,12 @@ def positional_features_gamma(abs_positions: tf.Tensor, num_basis: int,
   2021 code used one global maximum). Uses TF's float32 xlogy/lgamma, like the reference:
   other implementations of these ops change the published model's outputs noticeably.
   """
-  seq_length = _as_float(seq_length)
-  stddev = seq_length / (2.0 * num_basis)
+  if not isinstance(seq_length, int):
+    seq_length = _as_float(seq_length)
+  # With a static length these stay Python floats (float64), exactly as in the reference.
+  stddev = seq_length / (2 * num_basis)
   start_mean = seq_length / num_basis
-  mean = tf.linspace(start_mean, seq_length, num_basis)
+  mean = tf.linspace(_as_float(start_mean), _as_float(seq_length), num_basis)
   concentration = (mean / stddev) ** 2
   rate = mean / stddev**2
   probabilities = _gamma_pdf(abs_positions[..., tf.newaxis], concentration, rate) + 1e-8
@@ -100,8 +104,7 @@ def relative_shift(x: tf.Tensor) -> tf.Tensor:
   Row i of the input indexes distances -T+1..T-1; after the shift, entry (i, j) holds the
   logit for distance j - i.
   """
-  shape = tf.shape(x)
-  batch, heads, t1, t2 = shape[0], shape[1], shape[2], shape[3]
+  batch, heads, t1, t2 = shape_list(x)
   x = tf.concat([tf.zeros_like(x[..., :1]), x], axis=-1)
   x = tf.reshape(x, [batch, heads, t2 + 1, t1])
   x = x[:, :, 1:, :]
@@ -170,9 +173,8 @@ class MultiheadAttention(snt.Module):
   def _split_heads(self, linear: snt.Linear, inputs: tf.Tensor) -> tf.Tensor:
     """[B, T, C] -> [B, H, T, C'] with C' = projected channels / H."""
     projected = linear(inputs)
-    shape = tf.shape(projected)
-    per_head = projected.shape[-1] // self.num_heads
-    projected = tf.reshape(projected, [shape[0], shape[1], self.num_heads, per_head])
+    batch, length, channels = shape_list(projected)
+    projected = tf.reshape(projected, [batch, length, self.num_heads, channels // self.num_heads])
     return tf.transpose(projected, [0, 2, 1, 3])
 
   def __call__(self, inputs: tf.Tensor, is_training: bool = False) -> tf.Tensor:
@@ -183,7 +185,7 @@ class MultiheadAttention(snt.Module):
       q *= self.key_size**-0.5
 
     if self.relative_positions:
-      seq_length = tf.shape(inputs)[1]
+      seq_length = shape_list(inputs)[1]
       distances = tf.range(-seq_length + 1, seq_length, dtype=tf.float32)[tf.newaxis]
       features = positional_features(
           distances, self.num_relative_position_features, seq_length,
@@ -201,6 +203,6 @@ class MultiheadAttention(snt.Module):
     if is_training:
       weights = tf.nn.dropout(weights, rate=self.attention_dropout_rate)
     attended = tf.transpose(tf.matmul(weights, v), [0, 2, 1, 3])  # [B, T, H, V]
-    shape = tf.shape(attended)
-    attended = tf.reshape(attended, [shape[0], shape[1], self.num_heads * self.value_size])
+    batch, length, _, _ = shape_list(attended)
+    attended = tf.reshape(attended, [batch, length, self.num_heads * self.value_size])
     return self.embedding_layer(attended)

@@ -8,6 +8,16 @@ import sonnet as snt
 import tensorflow as tf
 
 
+def shape_list(x: tf.Tensor) -> list:
+  """Dimensions of `x`: Python ints where static, scalar tensors where dynamic.
+
+  Reshapes built from it keep every static dimension, so shape inference survives
+  dynamic-length tracing.
+  """
+  dynamic = tf.shape(x)
+  return [dim if dim is not None else dynamic[i] for i, dim in enumerate(x.shape.as_list())]
+
+
 def gelu_sigmoid(x: tf.Tensor) -> tf.Tensor:
   """GELU by its sigmoid approximation, x * sigmoid(1.702 x), as Enformer uses (not erf/tanh)."""
   return tf.nn.sigmoid(1.702 * x) * x

@@ -7,6 +7,8 @@ from typing import Optional
 import sonnet as snt
 import tensorflow as tf
 
+from tf_seqmodels.blocks.core import shape_list
+
 
 class SoftmaxPooling1D(snt.Module):
   """Weighted pooling of non-overlapping windows with softmax weights from a linear map.
@@ -36,7 +38,8 @@ class SoftmaxPooling1D(snt.Module):
     num_features = inputs.shape[-1]
     self._initialize(num_features)
     # Dynamic length (tf.shape) so the same trace serves every input length.
-    windows = tf.reshape(inputs, [tf.shape(inputs)[0], -1, self.pool_size, num_features])
+    batch, length, _ = shape_list(inputs)
+    windows = tf.reshape(inputs, [batch, length // self.pool_size, self.pool_size, num_features])
     weights = tf.nn.softmax(self.logit_linear(windows), axis=-2)
     return tf.reduce_sum(windows * weights, axis=-2)
 

@@ -85,6 +85,12 @@ class SequenceModel(snt.Module, abc.ABC):
         None if self.dynamic_length else self.sequence_length)
     spec = tf.TensorSpec([batch_size, length, self.input_channels], tf.float32)
     snt.build(lambda x: self(x, is_training=False), spec)
+    self._built = True
+
+  def ensure_built(self) -> None:
+    """Builds the model unless `build()` already ran (variables are created lazily)."""
+    if not self.__dict__.get("_built", False):
+      self.build()
 
   def predict_on_batch(self, inputs) -> dict[str, tf.Tensor]:
     """Inference on one batch (numpy or tensor) -> {head: tensor}; `is_training=False`."""
