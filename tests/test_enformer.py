@@ -242,3 +242,21 @@ def test_weight_import_errors(fixture_model_and_io, shared, tmp_path):
     load_enformer(tmp_path / "missing.npz", FIXTURE_CONFIG)
   with pytest.raises(FileNotFoundError, match="no TF checkpoint"):
     load_enformer(str(tmp_path), FIXTURE_CONFIG)
+
+
+def test_fresh_model_inference_is_well_scaled():
+  # Sonnet starts EMA averages at zero; ours start the variance at one so an untrained model
+  # does not divide by sqrt(eps) in every BatchNorm at inference.
+  model = Enformer(TINY)
+  out = model.predict_on_batch(random_one_hot(1, 1024))
+  assert float(tf.reduce_max(out["human"])) < 100.0
+  norm = model.stem.pointwise.module.norm
+  np.testing.assert_array_equal(norm.moving_variance.average.numpy(), 1.0)
+  np.testing.assert_array_equal(norm.moving_mean.average.numpy(), 0.0)
+  x = tf.constant(random_one_hot(2, 1024))
+  model(x, is_training=True)
+  # One update replaces the initial value entirely (debiased EMA).
+  stem = model.stem.conv(x)
+  _, variance = tf.nn.moments(stem, axes=[0, 1], keepdims=True)
+  np.testing.assert_allclose(norm.moving_variance.average.numpy(), variance.numpy(), rtol=1e-4,
+                             atol=1e-6)

@@ -100,9 +100,15 @@ def _to_plain(value: Any) -> Any:
 
 @dataclasses.dataclass(frozen=True)
 class Config:
-  """Base of every configuration dataclass (frozen, so a config can key caches)."""
+  """Base of every configuration dataclass (frozen: a config is a value, not a state)."""
 
   def __post_init__(self):
+    # Coerce and type-check constructor arguments the same way as file contents, so
+    # `Cfg(rate=1)` stores 1.0 and `Cfg(sizes=[1, 2])` a tuple (configs stay comparable).
+    hints = typing.get_type_hints(type(self))
+    for f in dataclasses.fields(self):
+      value = _convert(getattr(self, f.name), hints[f.name], f"{type(self).__name__}.{f.name}")
+      object.__setattr__(self, f.name, value)
     self.validate()
 
   def validate(self) -> None:

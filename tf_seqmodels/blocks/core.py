@@ -23,6 +23,27 @@ def gelu_sigmoid(x: tf.Tensor) -> tf.Tensor:
   return tf.nn.sigmoid(1.702 * x) * x
 
 
+class ExponentialMovingAverage(snt.ExponentialMovingAverage):
+  """Sonnet's debiased EMA whose `average` starts at `initial_value` instead of zero.
+
+  Sonnet starts every average at zero, so a BatchNorm that has not been trained divides
+  by sqrt(eps) at inference and an untrained model outputs ~1e30. Starting the variance
+  at one (as Keras and PyTorch do) makes fresh models usable; the value is replaced on the
+  first update (debiasing ignores it) and by imported weights, so trained models and
+  reference equivalence are unaffected. Variable names and checkpoint keys are Sonnet's.
+  """
+
+  def __init__(self, decay: float, initial_value: float = 0.0, name: Optional[str] = None):
+    super().__init__(decay, name=name)
+    self._initial_value = initial_value
+
+  @snt.once
+  def initialize(self, value: tf.Tensor):
+    self._hidden = tf.Variable(tf.zeros_like(value), trainable=False, name="hidden")
+    self.average = tf.Variable(tf.ones_like(value) * self._initial_value, trainable=False,
+                               name="average")
+
+
 def cross_replica_batch_norm(decay: float = 0.9, eps: float = 1e-5,
                              name: Optional[str] = None) -> snt.Module:
   """BatchNorm whose statistics are all-reduced across replicas; EMA test statistics.
@@ -35,8 +56,8 @@ def cross_replica_batch_norm(decay: float = 0.9, eps: float = 1e-5,
       create_scale=True,
       create_offset=True,
       scale_init=snt.initializers.Ones(),
-      moving_mean=snt.ExponentialMovingAverage(decay, name="moving_mean"),
-      moving_variance=snt.ExponentialMovingAverage(decay, name="moving_variance"),
+      moving_mean=ExponentialMovingAverage(decay, 0.0, name="moving_mean"),
+      moving_variance=ExponentialMovingAverage(decay, 1.0, name="moving_variance"),
       eps=eps,
       name=name)
 

@@ -7,5 +7,9 @@ from tf_seqmodels.convert.enformer_checkpoint import (WeightImportError, load_en
                                                       reference_variable_map,
                                                       save_reference_checkpoint)
 
-__all__ = ["WeightImportError", "load_enformer", "load_reference_weights", "read_checkpoint_arrays",
+from tf_seqmodels.convert.weights import (import_reference_weights, load_checkpoint,
+                                          register_reference_importer, save_checkpoint)
+
+__all__ = ["import_reference_weights", "load_checkpoint", "register_reference_importer",
+           "save_checkpoint", "WeightImportError", "load_enformer", "load_reference_weights", "read_checkpoint_arrays",
            "reference_layout", "reference_variable_map", "save_reference_checkpoint"]

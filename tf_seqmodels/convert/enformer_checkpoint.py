@@ -41,6 +41,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_seqmodels.blocks.pooling import SoftmaxPooling1D
+from tf_seqmodels.convert.weights import register_reference_importer
 from tf_seqmodels.models.enformer import Enformer, EnformerConfig
 
 _SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
@@ -272,3 +273,6 @@ def save_reference_checkpoint(model: Enformer, prefix: str) -> str:
   The reference code restores it with `tf.train.Checkpoint(module=Enformer()).restore(path)`.
   """
   return tf.train.Checkpoint(module=reference_layout(model)).write(prefix)
+
+
+register_reference_importer(Enformer, load_reference_weights)

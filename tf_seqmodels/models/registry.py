@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Mapping, Optional, Type
+from typing import Any, Callable, Mapping, Optional, Type
 
 from tf_seqmodels.config import Config, ConfigError
 
@@ -14,18 +14,21 @@ class ModelEntry:
   model_class: type
   config_class: Type[Config]
   description: str
+  # A small, fast configuration of the same architecture for demos and smoke tests.
+  demo_config: Optional[Callable[[], Config]] = None
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
 
 
-def register_model(name: str, config_class: Type[Config], description: str = ""):
+def register_model(name: str, config_class: Type[Config], description: str = "",
+                   demo_config: Optional[Callable[[], Config]] = None):
   """Class decorator adding a model to the registry under `name`."""
 
   def decorator(model_class):
     if name in _REGISTRY:
       raise ValueError(f"model {name!r} is already registered")
-    _REGISTRY[name] = ModelEntry(name, model_class, config_class, description)
+    _REGISTRY[name] = ModelEntry(name, model_class, config_class, description, demo_config)
     model_class.registry_name = name
     return model_class
 
