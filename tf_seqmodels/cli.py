@@ -112,6 +112,7 @@ def cmd_demo(args) -> int:
   os.makedirs(args.output_dir, exist_ok=True)
   t0 = time.time()
   model = _build(args.model, args.config, not args.full, args.weights, args.reference_weights)
+  model.ensure_built()
   print(f"model {args.model}: {num_trainable_parameters(model):,} trainable parameters, "
         f"input length {model.sequence_length}, built in {time.time() - t0:.1f}s")
   model.config.save(os.path.join(args.output_dir, "config.yaml"))

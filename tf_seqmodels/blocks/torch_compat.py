@@ -1,0 +1,144 @@
+"""PyTorch semantics in Sonnet: BatchNorm1d, LayerNorm, activations and default initialisers.
+
+Ports of PyTorch models (DREAM-CNN/RNN/Attn) must reproduce PyTorch numerics, not just its
+architecture. The differences that matter:
+
+- BatchNorm1d: `momentum` m weights the *new* batch statistic (running = (1 - m) running +
+  m batch), i.e. decay 1 - m; eps 1e-5; running statistics start at 0 / 1 and are never
+  debiased; running_var is updated with the *unbiased* batch variance (n / (n - 1)) while
+  the batch itself is normalised with the biased one. `snt.BatchNorm` (zero-debiased EMAs,
+  decay 0.999) and Keras (momentum = decay, eps 1e-3) differ on each of these points.
+- LayerNorm: PyTorch's default eps is 1e-5, Sonnet's too, but models often override it (the
+  Proformer uses 1e-6); both normalise with the biased variance.
+- Activations: `nn.SiLU` is exactly x * sigmoid(x) (`tf.nn.silu`); `nn.GELU()` is the erf form
+  (`tf.nn.gelu(approximate=False)`, not Keras' tanh approximation nor Enformer's sigmoid one).
+- Default initialisers: `nn.Conv1d` / `nn.Linear` weights and biases ~ U(±1/sqrt(fan_in)) with
+  fan_in = in_channels / groups * kernel_size; `nn.Embedding` ~ N(0, 1);
+  `nn.MultiheadAttention.in_proj_weight` ~ Xavier-uniform, its biases 0.
+
+Layouts: activations are channels-last [B, L, C] here (PyTorch: [B, C, L]).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import numpy as np
+import sonnet as snt
+import tensorflow as tf
+
+
+# --- activations -------------------------------------------------------------------------------
+def silu(x: tf.Tensor) -> tf.Tensor:
+  """`torch.nn.SiLU`: x * sigmoid(x) (exact)."""
+  return tf.nn.silu(x)
+
+
+def gelu(x: tf.Tensor) -> tf.Tensor:
+  """`torch.nn.GELU()` (approximate='none'): x * Phi(x) with the erf, not the tanh form."""
+  return tf.nn.gelu(x, approximate=False)
+
+
+ACTIVATIONS = {"silu": silu, "relu": tf.nn.relu, "gelu": gelu}
+
+
+def dropout(x: tf.Tensor, rate: float, is_training: bool) -> tf.Tensor:
+  """`torch.nn.Dropout`: inverted dropout while training, identity at inference."""
+  if is_training and rate > 0.0:
+    return tf.nn.dropout(x, rate=rate)
+  return x
+
+
+# --- initialisers ------------------------------------------------------------------------------
+def torch_uniform(fan_in: int) -> snt.initializers.Initializer:
+  """PyTorch's default Conv/Linear weight and bias init: U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
+
+  (kaiming_uniform with a = sqrt(5) reduces to this bound.) fan_in = in / groups * kernel.
+  """
+  if fan_in <= 0:
+    raise ValueError(f"fan_in must be positive, got {fan_in}")
+  bound = 1.0 / math.sqrt(fan_in)
+  return snt.initializers.RandomUniform(-bound, bound)
+
+
+def xavier_uniform(fan_in: int, fan_out: int) -> snt.initializers.Initializer:
+  """`torch.nn.init.xavier_uniform_`: U(±sqrt(6 / (fan_in + fan_out)))."""
+  bound = math.sqrt(6.0 / (fan_in + fan_out))
+  return snt.initializers.RandomUniform(-bound, bound)
+
+
+# --- normalisation -----------------------------------------------------------------------------
+class TorchBatchNorm(snt.Module):
+  """`torch.nn.BatchNorm1d` over the last axis of [B, C] or [B, L, C] inputs.
+
+  Training: normalises with the biased batch variance over every axis but the last and
+  updates running_mean / running_var with PyTorch's momentum rule (unbiased variance);
+  inference: uses the running statistics. Inside a multi-replica `tf.distribute` replica
+  context the batch moments are all-reduced (synchronised BatchNorm), so every replica
+  computes the same statistics and the same running-stat update.
+
+  Variables (created on the first call, C read from the input):
+    scale [C] (PyTorch `weight`), offset [C] (`bias`): trainable.
+    running_mean [C], running_var [C], num_batches_tracked (int64 scalar): not trainable.
+  """
+
+  def __init__(self, momentum: float = 0.1, eps: float = 1e-5, name: Optional[str] = None):
+    super().__init__(name=name)
+    if not 0.0 < momentum <= 1.0:
+      raise ValueError(f"BatchNorm momentum must be in (0, 1], got {momentum}")
+    if eps <= 0.0:
+      raise ValueError(f"BatchNorm eps must be positive, got {eps}")
+    self.momentum = momentum
+    self.eps = eps
+
+  @snt.once
+  def _initialize(self, inputs: tf.Tensor) -> None:
+    channels = inputs.shape[-1]
+    if channels is None:
+      raise ValueError(f"{self.name}: the channel axis of the input must be statically known")
+    # ONLY_FIRST_REPLICA: replicas compute identical (all-reduced) updates, so assigning
+    # from a replica context under a distribution strategy is well defined.
+    stat = dict(trainable=False, aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+    self.scale = tf.Variable(tf.ones([channels]), name="scale")
+    self.offset = tf.Variable(tf.zeros([channels]), name="offset")
+    self.running_mean = tf.Variable(tf.zeros([channels]), name="running_mean", **stat)
+    self.running_var = tf.Variable(tf.ones([channels]), name="running_var", **stat)
+    self.num_batches_tracked = tf.Variable(tf.constant(0, tf.int64), name="num_batches_tracked",
+                                           **stat)
+
+  def _batch_moments(self, inputs: tf.Tensor, axes: list[int]):
+    """(mean [C], biased variance [C], number of values per channel) of the global batch."""
+    count = tf.cast(tf.reduce_prod(tf.gather(tf.shape(inputs), axes)), inputs.dtype)
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+      mean, variance = tf.nn.moments(inputs, axes)
+      return mean, variance, count
+    mean = context.all_reduce("MEAN", tf.reduce_mean(inputs, axes))
+    mean_of_squares = context.all_reduce("MEAN", tf.reduce_mean(tf.square(inputs), axes))
+    count = count * context.num_replicas_in_sync
+    return mean, tf.maximum(mean_of_squares - tf.square(mean), 0.0), count
+
+  def __call__(self, inputs: tf.Tensor, is_training: bool) -> tf.Tensor:
+    self._initialize(inputs)
+    axes = list(range(inputs.shape.rank - 1))
+    if is_training:
+      static_count = np.prod([inputs.shape[a] for a in axes]) if all(
+          inputs.shape[a] is not None for a in axes) else None
+      if static_count is not None and static_count < 2:
+        raise ValueError(f"{self.name}: BatchNorm in training needs more than 1 value per channel "
+                         f"(as PyTorch), got input shape {inputs.shape}")
+      mean, variance, count = self._batch_moments(inputs, axes)
+      unbiased = variance * count / tf.maximum(count - 1.0, 1.0)
+      m = self.momentum
+      self.running_mean.assign((1.0 - m) * self.running_mean + m * mean)
+      self.running_var.assign((1.0 - m) * self.running_var + m * unbiased)
+      self.num_batches_tracked.assign_add(1)
+    else:
+      mean, variance = self.running_mean, self.running_var
+    return tf.nn.batch_normalization(inputs, mean, variance, self.offset, self.scale, self.eps)
+
+
+def layer_norm(eps: float = 1e-5, name: Optional[str] = None) -> snt.LayerNorm:
+  """`torch.nn.LayerNorm(C, eps)` over the last axis: variables scale [C] / offset [C]."""
+  return snt.LayerNorm(axis=-1, create_scale=True, create_offset=True, eps=eps, name=name)
