@@ -1,10 +1,17 @@
 """Reusable Sonnet blocks shared by the models."""
 
 from tf_seqmodels.blocks.attention import MultiheadAttention, positional_features, relative_shift
+from tf_seqmodels.blocks.bpnet import BPNetTrunk, DilatedResidualStack, ProfileCountsHead
 from tf_seqmodels.blocks.core import (ConvBlock, Residual, TargetLengthCrop1D, count_parameters,
                                       cross_replica_batch_norm, exponential_linspace_int,
                                       gelu_sigmoid)
+from tf_seqmodels.blocks.conformer import (PackedMultiheadAttention, Proformer, ProformerLayer,
+                                           SwiGLUFeedForward)
+from tf_seqmodels.blocks.legnet import (GroupedConv1D, InvertedResidual, LegNetBlock, LegNetCore,
+                                        SqueezeExcitation)
 from tf_seqmodels.blocks.pooling import MaxPooling1D, SoftmaxPooling1D, pooling_module
+from tf_seqmodels.blocks.recurrent import LSTM, BidirectionalLSTM
+from tf_seqmodels.blocks.torch_compat import TorchBatchNorm
 from tf_seqmodels.blocks.transformer import TransformerBlock
 
 __all__ = [
@@ -12,3 +19,7 @@ __all__ = [
     "TargetLengthCrop1D", "count_parameters", "cross_replica_batch_norm", "exponential_linspace_int",
     "gelu_sigmoid", "MaxPooling1D", "SoftmaxPooling1D", "pooling_module", "TransformerBlock",
 ]
+__all__ += ["PackedMultiheadAttention", "Proformer", "ProformerLayer", "SwiGLUFeedForward",
+            "GroupedConv1D", "InvertedResidual", "LegNetBlock", "LegNetCore", "SqueezeExcitation",
+            "LSTM", "BidirectionalLSTM", "TorchBatchNorm"]
+__all__ += ["BPNetTrunk", "DilatedResidualStack", "ProfileCountsHead"]

@@ -35,6 +35,8 @@ from typing import Mapping, Optional, Union
 import numpy as np
 import tensorflow as tf
 
+from tf_seqmodels.convert.enformer_checkpoint import WeightImportError
+from tf_seqmodels.convert.weights import register_reference_importer
 from tf_seqmodels.models.bias_factorized import BiasFactorizedModel
 from tf_seqmodels.models.bpnet import BPNet
 
@@ -42,7 +44,7 @@ Source = Union[str, os.PathLike, Mapping[str, np.ndarray]]
 SCHEMES = ("bpnet", "wo_bias")
 
 
-class KerasImportError(ValueError):
+class KerasImportError(WeightImportError):
   """Keras weights do not fit the model (missing, ambiguous or mis-shaped)."""
 
 
@@ -176,29 +178,32 @@ def load_bpnet_keras(model: BPNet, source: Source, scheme: str = "auto",
   arrays = load_keras_arrays(source)
   if scheme == "auto":
     scheme = detect_scheme(arrays, scope)
-  if getattr(model.head.counts_linear, "w", None) is None:  # variables are created lazily
-    model.build()
   names = keras_layer_names(model.config.num_dilated_layers, scheme)
   extra_layer = keras_layer_names(model.config.num_dilated_layers + 1, scheme)[
       f"trunk.dilated.convs.{model.config.num_dilated_layers}"]
   if _find(arrays, extra_layer, "kernel", scope) is not None:
     raise KerasImportError(f"the source has layer {extra_layer}: it has more dilated layers than "
                            f"the model's {model.config.num_dilated_layers}")
-  modules = _modules(model)
-  assignments = []
+  found = []
   for path, layer in names.items():
-    module = modules[path]
-    for weight, variable in (("kernel", module.w), ("bias", module.b)):
+    for weight, attribute in (("kernel", "w"), ("bias", "b")):
       hit = _find(arrays, layer, weight, scope)
       if hit is None:
         raise KerasImportError(f"missing {layer}/{weight} (for {path}); available keys ending in "
                                f"{weight}: {sorted(k for k in arrays if k.endswith(weight))[:12]}")
-      key, value = hit
-      if tuple(value.shape) != tuple(variable.shape):
-        raise KerasImportError(f"{key} has shape {value.shape}, but {path}.{variable.name} needs "
-                               f"{tuple(variable.shape)}: the model config does not match the "
-                               f"Keras model (filters / kernel sizes)")
-      assignments.append((key, variable, value))
+      found.append((path, attribute) + hit)
+  # Names are checked before building: building (a symbolic trace) is the slow part.
+  if getattr(model.head.counts_linear, "w", None) is None:  # variables are created lazily
+    model.build()
+  modules = _modules(model)
+  assignments = []
+  for path, attribute, key, value in found:
+    variable = getattr(modules[path], attribute)
+    if tuple(value.shape) != tuple(variable.shape):
+      raise KerasImportError(f"{key} has shape {value.shape}, but {path}.{attribute} needs "
+                             f"{tuple(variable.shape)}: the model config does not match the "
+                             f"Keras model (filters / kernel sizes)")
+    assignments.append((key, variable, value))
   for _, variable, value in assignments:
     variable.assign(tf.convert_to_tensor(value, variable.dtype))
   return [key for key, _, _ in assignments]
@@ -217,3 +222,7 @@ def load_chrombpnet_keras(model: BiasFactorizedModel, source: Source,
   loaded += load_bpnet_keras(model.bias_model, bias_source if bias_source is not None else source,
                              scheme="bpnet")
   return loaded
+
+
+register_reference_importer(BPNet, load_bpnet_keras)
+register_reference_importer(BiasFactorizedModel, load_chrombpnet_keras)

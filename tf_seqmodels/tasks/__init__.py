@@ -1,5 +1,16 @@
 """Losses and metrics per task (the task contract is in tasks.base)."""
 
 from tf_seqmodels.tasks.base import StreamingMetric, StreamingPearson, Task
+from tf_seqmodels.tasks.chrombpnet import (ChromBPNetTask, CountsMetric, ProfileJSDMetric,
+                                           jensen_shannon_distance, multinomial_nll, profile_jsd)
+from tf_seqmodels.tasks.dream import (CHALLENGE_WEIGHTS, DreamSoftBinTask, MeanOfMetrics,
+                                     RegressionTask, StreamingMSE, StreamingSpearman,
+                                     challenge_scores, kl_divergence_loss, mse_loss, pearson_r,
+                                     rankdata, spearman_rho)
 
-__all__ = ["StreamingMetric", "StreamingPearson", "Task"]
+__all__ = ["StreamingMetric", "StreamingPearson", "Task", "CHALLENGE_WEIGHTS", "DreamSoftBinTask",
+           "MeanOfMetrics", "RegressionTask", "StreamingMSE", "StreamingSpearman",
+           "challenge_scores", "kl_divergence_loss", "mse_loss", "pearson_r", "rankdata",
+           "spearman_rho"]
+__all__ += ["ChromBPNetTask", "CountsMetric", "ProfileJSDMetric", "jensen_shannon_distance",
+            "multinomial_nll", "profile_jsd"]

@@ -1,0 +1,279 @@
+"""DREAM-CNN / RNN / Attn: train-step time and inference throughput, optionally against PyTorch.
+
+    python bench/dream_train_step.py --models dream_cnn dream_rnn --batch-sizes 1024 64
+    python bench/dream_train_step.py --reference /path/to/random-promoter-dream-challenge-2022
+
+One train step = forward + backward + AdamW update in training mode with the soft-bin KL loss
+and the OneCycle schedule (the `training.fit` step, compiled with tf.function); inference =
+forward with is_training=False. Inputs are random one-hot sequences (6 x 150, the yeast
+encoding) with random bins. Each timing is the median over `--repeats` after `--warmup`
+untimed calls (tracing, slot creation), reported as wall seconds and process CPU seconds:
+on a shared machine CPU-seconds / threads is the steadier figure. Host memory grows about
+linearly with the batch (peak RSS of the DREAM-CNN train step: 4.1 GB at batch 256 on CPU),
+so batch 1024 needs a machine with well over 16 GB free.
+
+`--reference` points at a local checkout of de-Boer-Lab/random-promoter-dream-challenge-2022
+(only its model modules are imported: needs torch, numpy, pandas); the same steps are timed
+with the Prix Fixe PyTorch models as the notebook builds them (PyTorch AdamW + OneCycleLR,
+`PrixFixeNet.train_step`) on the same inputs, and TF/PyTorch ratios are printed. Nothing of
+the reference is copied into this repository.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import statistics
+import sys
+import time
+
+import numpy as np
+
+# Run from a checkout without installing: make the repository root importable.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+MODELS = ("dream_cnn", "dream_rnn", "dream_attn")
+LENGTH, CHANNELS, BINS = 150, 6, 18
+
+
+def _parse_args(argv=None):
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
+  parser.add_argument("--batch-sizes", nargs="+", type=int, default=[1024, 64],
+                      help="batch sizes to time (the reference trains at 1024)")
+  parser.add_argument("--repeats", type=int, default=3, help="timed calls per measurement")
+  parser.add_argument("--warmup", type=int, default=1, help="untimed calls after the first")
+  parser.add_argument("--threads", type=int, default=2,
+                      help="intra-op threads for TF and torch (0 = library default)")
+  parser.add_argument("--skip-train", action="store_true", help="time inference only")
+  parser.add_argument("--reference", default=None,
+                      help="path to a local random-promoter-dream-challenge-2022 checkout")
+  parser.add_argument("--frameworks", nargs="+", default=None, choices=("tf", "torch"),
+                      help="what to time (default: tf, plus torch when --reference is given)")
+  parser.add_argument("--json", default=None, help="also write the results to this JSON file")
+  parser.add_argument("--seed", type=int, default=0)
+  return parser.parse_args(argv)
+
+
+def _soft_labels(bins: np.ndarray) -> np.ndarray:
+  """The DREAM soft labels (tf_seqmodels.data.dream.soft_labels) without importing TF, so the
+  PyTorch-only mode runs where TF is not installed."""
+  edges = np.arange(1, BINS, dtype=np.float64)
+  z = (edges[None, :] - (bins[:, None] + 0.5)) / 0.5
+  cdf = 0.5 * np.vectorize(math.erfc)(-z / math.sqrt(2.0))
+  cdf = np.concatenate([np.zeros((len(bins), 1)), cdf, np.ones((len(bins), 1))], axis=1)
+  return (cdf[:, 1:] - cdf[:, :-1]).astype(np.float32)
+
+
+def _inputs(batch: int, seed: int):
+  """Random yeast-encoded batch: x [B, 150, 6] (AGCT one-hot, rev, singleton), bins, soft labels."""
+  rng = np.random.default_rng(seed)
+  x = np.zeros((batch, LENGTH, CHANNELS), np.float32)
+  x[np.arange(batch)[:, None], np.arange(LENGTH)[None, :], rng.integers(0, 4, (batch, LENGTH))] = 1
+  x[..., 4] = rng.integers(0, 2, (batch, 1))
+  x[..., 5] = rng.integers(0, 2, (batch, 1))
+  bins = rng.integers(0, BINS, batch).astype(np.float32)
+  return x, bins, _soft_labels(bins)
+
+
+def _time(fn, repeats: int, warmup: int) -> dict:
+  fn()  # first call: tracing / variable and slot creation
+  for _ in range(warmup):
+    fn()
+  walls, cpus = [], []
+  for _ in range(repeats):
+    wall, cpu = time.perf_counter(), time.process_time()
+    fn()
+    walls.append(time.perf_counter() - wall)
+    cpus.append(time.process_time() - cpu)
+  return {"wall_s": statistics.median(walls), "cpu_s": statistics.median(cpus)}
+
+
+def bench_tf(name: str, batch: int, args) -> dict:
+  import tensorflow as tf
+  import tf_seqmodels.models.dream  # noqa: F401  (registers the DREAM models)
+  from tf_seqmodels.models import build_model, num_trainable_parameters
+  from tf_seqmodels.tasks.dream import DreamSoftBinTask
+  from tf_seqmodels.training import DreamTrainingConfig
+  from tf_seqmodels.training.loop import TrainStep
+
+  tf.random.set_seed(args.seed)
+  model = build_model(name)
+  x, bins, probs = _inputs(batch, args.seed)
+  x, targets = tf.constant(x), {"expression": tf.constant(bins), "bin_probs": tf.constant(probs)}
+  result = {"framework": "tensorflow", "model": name, "batch": batch}
+  predict = tf.function(lambda inp: model(inp, is_training=False)["expression"])
+  result["infer"] = _time(lambda: predict(x).numpy(), args.repeats, args.warmup)
+  result["params"] = num_trainable_parameters(model)
+  if not args.skip_train:
+    recipe = DreamTrainingConfig.for_model(name)
+    step = TrainStep(model, DreamSoftBinTask(), recipe.make_optimizer(steps_per_epoch=1000), None)
+    result["train"] = _time(lambda: float(step(x, targets)), args.repeats, args.warmup)
+  return result
+
+
+def _import_prixfixe_blocks(root: str) -> dict:
+  """Imports only the Prix Fixe model modules from a checkout at `root`.
+
+  The packages' `__init__`s also import data processors and trainers (scipy, tqdm, Bio);
+  empty stand-in packages keep those out, so torch, numpy and pandas suffice.
+  """
+  import importlib
+  import types
+  if not os.path.isdir(os.path.join(root, "prixfixe", "prixfixe")):
+    raise ImportError(f"no prixfixe/prixfixe package under {root}")
+  for package in ("prixfixe", "prixfixe.prixfixe", "prixfixe.autosome", "prixfixe.bhi",
+                  "prixfixe.unlockdna"):
+    module = types.ModuleType(package)
+    module.__path__ = [os.path.join(root, *package.split("."))]
+    sys.modules[package] = module
+  base = sys.modules["prixfixe.prixfixe"]
+  for module, attr in (("first_layers_block", "FirstLayersBlock"), ("coreblock", "CoreBlock"),
+                       ("final_layers_block", "FinalLayersBlock"),
+                       ("prix_fixe_net", "PrixFixeNet")):
+    setattr(base, attr, getattr(importlib.import_module(f"prixfixe.prixfixe.{module}"), attr))
+  names = {"AutosomeFirstLayersBlock": "autosome.first_layers_block",
+           "AutosomeCoreBlock": "autosome.coreblock",
+           "AutosomeFinalLayersBlock": "autosome.final_layers_block",
+           "BHIFirstLayersBlock": "bhi.first_layers_block", "BHICoreBlock": "bhi.coreblock",
+           "UnlockDNACoreBlock": "unlockdna.coreblock"}
+  blocks = {attr: getattr(importlib.import_module(f"prixfixe.{module}"), attr)
+            for attr, module in names.items()}
+  blocks["PrixFixeNet"] = base.PrixFixeNet
+  return blocks
+
+
+def bench_torch(name: str, batch: int, args) -> dict:
+  """Times the Prix Fixe PyTorch model as the notebook builds and trains it."""
+  import torch
+  try:
+    blocks = _import_prixfixe_blocks(args.reference)
+  except ImportError as e:
+    raise SystemExit(f"cannot import the Prix Fixe model modules from {args.reference} ({e}); "
+                     f"they need torch, numpy and pandas") from None
+  AutosomeFirstLayersBlock, AutosomeCoreBlock, AutosomeFinalLayersBlock = (
+      blocks["AutosomeFirstLayersBlock"], blocks["AutosomeCoreBlock"],
+      blocks["AutosomeFinalLayersBlock"])
+  BHIFirstLayersBlock, BHICoreBlock = blocks["BHIFirstLayersBlock"], blocks["BHICoreBlock"]
+  UnlockDNACoreBlock, PrixFixeNet = blocks["UnlockDNACoreBlock"], blocks["PrixFixeNet"]
+
+  generator = torch.Generator().manual_seed(2147483647)
+  if name == "dream_attn":
+    first = AutosomeFirstLayersBlock(in_channels=CHANNELS, out_channels=256, seqsize=LENGTH)
+    core = UnlockDNACoreBlock(in_channels=256, out_channels=256, seqsize=LENGTH, n_blocks=4,
+                              kernel_size=15, rate=0.1, num_heads=8)
+  else:
+    first = BHIFirstLayersBlock(in_channels=CHANNELS, out_channels=320, seqsize=LENGTH,
+                                kernel_sizes=[9, 15], pool_size=1, dropout=0.2)
+    if name == "dream_cnn":
+      core = AutosomeCoreBlock(in_channels=320, out_channels=64, seqsize=first.infer_outseqsize())
+    else:
+      core = BHICoreBlock(in_channels=320, out_channels=320, seqsize=first.infer_outseqsize(),
+                          lstm_hidden_channels=320, kernel_sizes=[9, 15], pool_size=1,
+                          dropout1=0.2, dropout2=0.5)
+  final = AutosomeFinalLayersBlock(in_channels=core.out_channels, seqsize=core.infer_outseqsize())
+  model = PrixFixeNet(first=first, core=core, final=final, generator=generator)
+
+  x, bins, probs = _inputs(batch, args.seed)
+  x_t = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 2, 1)))  # NCL
+  bins_t, probs_t = torch.from_numpy(bins), torch.from_numpy(probs)
+  result = {"framework": "torch", "model": name, "batch": batch,
+            "params": sum(p.numel() for p in model.parameters() if p.requires_grad)}
+  model.eval()
+
+  def infer():
+    with torch.no_grad():
+      model(x_t).numpy()
+
+  result["infer"] = _time(infer, args.repeats, args.warmup)
+  if not args.skip_train:
+    max_lr = 0.001 if name == "dream_attn" else 0.005
+    optimizer = torch.optim.AdamW(model.parameters(), lr=max_lr / 25, weight_decay=0.01)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=max_lr, div_factor=25.0, steps_per_epoch=1000, epochs=80,
+        pct_start=0.3, three_phase=False)
+    model.train()
+
+    def train():
+      _, loss = model.train_step({"x": x_t.clone(), "y": bins_t, "y_probs": probs_t})
+      loss.backward()
+      optimizer.step()
+      optimizer.zero_grad()
+      scheduler.step()
+      return loss.item()
+
+    result["train"] = _time(train, args.repeats, args.warmup)
+  return result
+
+
+def _row(result: dict, threads: int) -> str:
+  parts = [f"{result['framework']:<10}", f"{result['model']:<10}", f"{result['batch']:>5}",
+           f"{result['params']:>10,}"]
+  for kind in ("train", "infer"):
+    timing = result.get(kind)
+    if timing is None:
+      parts.append(f"{'-':>28}")
+      continue
+    parts.append(f"{timing['wall_s']:9.3f} s {timing['cpu_s']:8.2f} cpu-s")
+  infer = result["infer"]
+  parts.append(f"{result['batch'] / infer['wall_s']:9.1f}")
+  if threads:
+    parts.append(f"{result['batch'] / (infer['cpu_s'] / threads):9.1f}")
+  return " ".join(parts)
+
+
+def main(argv=None) -> None:
+  args = _parse_args(argv)
+  frameworks = args.frameworks or (["tf", "torch"] if args.reference else ["tf"])
+  if "torch" in frameworks and not args.reference:
+    raise SystemExit("timing PyTorch needs --reference PATH (a random-promoter-dream-challenge-2022 "
+                     "checkout)")
+  if args.threads:
+    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
+  versions = []
+  if "tf" in frameworks:
+    import tensorflow as tf
+    if args.threads:
+      tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+      tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+    gpu = bool(tf.config.list_physical_devices("GPU"))
+    versions.append(f"TF {tf.__version__} ({'GPU' if gpu else 'CPU'})")
+  if "torch" in frameworks:
+    import torch
+    if args.threads:
+      torch.set_num_threads(args.threads)
+    versions.append(f"torch {torch.__version__} (CPU)")
+  print(f"# {', '.join(versions)}; {os.cpu_count()} CPU cores visible; threads "
+        f"{args.threads or 'default'}; median of {args.repeats} after {args.warmup + 1} "
+        f"untimed call(s)")
+  header = (f"{'framework':<10} {'model':<10} {'batch':>5} {'params':>10} "
+            f"{'train step (wall, cpu)':>28} {'inference (wall, cpu)':>28} {'seq/s':>9}"
+            + (f" {'seq/s cpu':>9}" if args.threads else ""))
+  print(header)
+  results = []
+  for name in args.models:
+    for batch in args.batch_sizes:
+      runs = []
+      if "tf" in frameworks:
+        runs.append(bench_tf(name, batch, args))
+      if "torch" in frameworks:
+        runs.append(bench_torch(name, batch, args))
+      for result in runs:
+        print(_row(result, args.threads), flush=True)
+      if len(runs) == 2:
+        tf_r, pt_r = runs
+        ratios = {kind: tf_r[kind]["wall_s"] / pt_r[kind]["wall_s"]
+                  for kind in ("train", "infer") if kind in tf_r and kind in pt_r}
+        print("  TF / PyTorch wall-time ratio: "
+              + ", ".join(f"{k} {v:.2f}" for k, v in ratios.items()), flush=True)
+        tf_r["ratio_vs_torch"] = ratios
+      results.extend(runs)
+  if args.json:
+    with open(args.json, "w") as f:
+      json.dump(results, f, indent=2)
+
+
+if __name__ == "__main__":
+  main()
