@@ -2,7 +2,7 @@
 overfitting rows of demo_train.txt with the soft-label / KL pipeline end to end.
 
 The DREAM models here are narrower than the published ones (same blocks and wiring, fewer
-channels; the RNN also without dropout) and see 32-64 rows: a full-width DREAM-CNN step
+channels; the RNN also without dropout) and see 128-256 rows: a full-width DREAM-CNN step
 takes ~3 s at batch 64 on two shared CPU cores and the full Bi-LSTM learns too slowly
 for a short test. Full-width models are covered by the model tests and bench/.
 """
@@ -153,28 +153,28 @@ def _training_pearson(model, rows, plasmid):
 
 
 def test_dream_cnn_overfits_with_recipe_and_best_checkpoint(demo, tmp_path):
-  """Narrow DREAM-CNN (BHI 64 ch + LegNet core 32-32-16), 64 rows, the DREAM recipe
-  (AdamW wd 0.01, OneCycle with cycled beta1; max LR raised to 0.01 for 120 updates)."""
+  """Narrow DREAM-CNN (BHI 64 ch + LegNet core 32-32-16), 256 rows, the DREAM recipe
+  (AdamW wd 0.01, OneCycle with cycled beta1; max LR raised to 0.01 for 160 updates)."""
   table, plasmid = demo
-  rows = table.select(np.arange(64))
+  rows = table.select(np.arange(256))
   tf.random.set_seed(0)
   model = DreamCNN(DreamCNNConfig(first=BHIFirstConfig(out_channels=64),
                                   core=AutosomeCoreConfig(block_sizes=(32, 32, 16))))
-  recipe = DreamTrainingConfig.for_model("dream_cnn", batch_size=16, epochs=30,
+  recipe = DreamTrainingConfig.for_model("dream_cnn", batch_size=32, epochs=20,
                                          max_learning_rate=0.01, reverse_complement="none")
   steps = recipe.epoch_steps(len(rows))
-  assert steps == 4
+  assert steps == 8
   train = D.dream_dataset(rows, plasmid, recipe.batch_size, seed=recipe.seed,
                           reverse_complement=recipe.reverse_complement)
-  valid = D.dream_dataset(rows, plasmid, 64, shuffle=False, reverse_complement="none")
+  valid = D.dream_dataset(rows, plasmid, 256, shuffle=False, reverse_complement="none")
   task = DreamSoftBinTask(loss=recipe.loss)
   start = evaluate(model, task, valid)
   history = fit(model, task, train, optimizer=recipe.make_optimizer(steps), epochs=recipe.epochs,
                 validation_data=valid, select_best_by=recipe.select_best_by,
                 checkpoint_dir=str(tmp_path), progress=False)
-  assert history["steps"] == 120
+  assert history["steps"] == 160
   assert history["loss"][-1] < 0.6 * history["loss"][0]
-  assert history["best_value"] > 0.8 and history["best_value"] > start["pearson"] + 0.5
+  assert history["best_value"] > 0.75 and history["best_value"] > start["pearson"] + 0.5
   restored = DreamCNN(model.config)
   restore_best(restored, str(tmp_path))
   again = _training_pearson(restored, rows, plasmid)
@@ -182,24 +182,24 @@ def test_dream_cnn_overfits_with_recipe_and_best_checkpoint(demo, tmp_path):
 
 
 def test_dream_rnn_overfits_with_soft_labels(demo):
-  """Narrow DREAM-RNN (BHI 64 ch, Bi-LSTM 64 per direction, convs 64, no dropout), 32 rows,
-  160 updates of AdamW (wd 0.01) at a constant 0.003: the Bi-LSTM needs ~100 updates before
+  """Narrow DREAM-RNN (BHI 64 ch, Bi-LSTM 64 per direction, convs 64, no dropout), 128 rows,
+  240 updates of AdamW (wd 0.01) at a constant 0.003: the Bi-LSTM needs ~100 updates before
   it starts to separate the sequences, so a short OneCycle (mostly warm-up and decay) is
   too slow for a test."""
   table, plasmid = demo
-  rows = table.select(np.arange(32))
+  rows = table.select(np.arange(128))
   tf.random.set_seed(0)
   model = DreamRNN(DreamRNNConfig(
       first=BHIFirstConfig(out_channels=64, dropout_rate=0.0),
       core=BHICoreConfig(lstm_hidden_size=64, out_channels=64, conv_dropout_rate=0.0,
                          dropout_rate=0.0)))
-  train = D.dream_dataset(rows, plasmid, 8, seed=0, reverse_complement="none")
+  train = D.dream_dataset(rows, plasmid, 16, seed=0, reverse_complement="none")
   start = _training_pearson(model, rows, plasmid)
-  history = fit(model, DreamSoftBinTask(), train, optimizer=AdamW(Constant(0.003)), epochs=40,
+  history = fit(model, DreamSoftBinTask(), train, optimizer=AdamW(Constant(0.003)), epochs=30,
                 progress=False)
   end = _training_pearson(model, rows, plasmid)
-  assert history["steps"] == 160
+  assert history["steps"] == 240
   assert history["loss"][-1] < history["loss"][0] - 0.3
-  assert end["pearson"] > 0.35 and end["pearson"] > start["pearson"] + 0.3
-  assert end["loss"] < start["loss"] - 0.5
+  assert end["pearson"] > 0.4 and end["pearson"] > start["pearson"] + 0.3
+  assert end["loss"] < start["loss"] - 0.3
   assert math.isfinite(end["spearman"])
