@@ -1,5 +1,7 @@
 """The `tf-seqmodels` command line, run in-process on tiny configs."""
 
+import json
+
 import h5py
 import numpy as np
 import pytest
@@ -21,19 +23,27 @@ def test_models_and_config_round_trip(tmp_path, capsys):
   assert '"channels": 384' in capsys.readouterr().out
 
 
-def test_demo_writes_predictions_plot_and_config(tmp_path, capsys):
+def test_demo_trains_evaluates_plots_and_predicts(tmp_path, capsys):
+  """The README's first command end to end, at toy size (a few training steps)."""
   config = tmp_path / "tiny.yaml"
-  TINY.save(config)
+  TINY.replace(target_length=6).save(config)
   out = tmp_path / "demo"
-  assert cli.main(["demo", "--config", str(config), "--output-dir", str(out), "--batch-size", "2"]) == 0
+  assert cli.main(["demo", "--config", str(config), "--output-dir", str(out), "--steps", "4",
+                   "--epochs", "1", "--batch-size", "4", "--chromosomes", "3",
+                   "--chromosome-length", "20000", "--quiet"]) == 0
   text = capsys.readouterr().out
-  assert "head human" in text and "embedding" in text
+  assert "planted JASPAR motif sites" in text and "trained 4 steps" in text
+  assert "ceiling" in text and "cage_minus" in text and "wrote predictions for 16 sequences" in text
+  metrics = json.loads((out / "metrics.json").read_text())
+  assert set(metrics["accuracy"]["tracks"]) == {"dnase", "ctcf", "cage_plus", "cage_minus"}
+  assert all(0.8 < c <= 1 for c in metrics["accuracy"]["noise_ceiling"])
   with h5py.File(out / "predictions.h5") as f:
-    assert f["predictions/human"].shape == (2, 4, 5)
-    assert f["predictions/embedding"].shape == (2, 4, 96)
-    assert np.all(np.isfinite(f["predictions/human"][()]))
-  assert (out / "predictions.png").stat().st_size > 1000
-  assert EnformerConfig.load(out / "config.yaml") == TINY
+    assert f["predictions/tracks"].shape == (16, 6, 4)
+    assert np.all(np.isfinite(f["predictions/tracks"][()]))
+  assert (out / "tracks.png").stat().st_size > 10_000
+  assert EnformerConfig.load(out / "config.yaml") == TINY.replace(target_length=6,
+                                                                  heads={"tracks": 4})
+  assert (out / "data" / "manifest.json").exists()
 
 
 def test_predict_from_fasta_with_checkpoint(tmp_path):

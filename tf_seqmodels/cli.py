@@ -1,4 +1,4 @@
-"""`tf-seqmodels` command line: models, config, demo, predict.
+"""`tf-seqmodels` command line: models, config, demo, predict, train.
 
 Every subcommand works through the model registry and the model contract, so it serves any
 registered model; configs are the same YAML/JSON files the Python API reads.
@@ -38,19 +38,6 @@ def _build(model_name: str, config_path: Optional[str], demo: bool, weights: Opt
   return model
 
 
-def _random_inputs(model, batch: int, seed: int):
-  """A seeded random one-hot DNA batch of the model's training length (extra channels zero)."""
-  import numpy as np
-  from tf_seqmodels.data.encoding import one_hot_encode
-  length = model.sequence_length
-  rng = np.random.default_rng(seed)
-  seqs = ["".join(rng.choice(list("ACGT"), length)) for _ in range(batch)]
-  x = one_hot_encode(seqs)
-  if model.input_channels > 4:
-    x = np.concatenate([x, np.zeros(x.shape[:2] + (model.input_channels - 4,), x.dtype)], -1)
-  return seqs, x
-
-
 def _write_predictions(path: str, outputs: dict, names: Sequence[str], attrs: dict) -> None:
   """HDF5 with one dataset per head ([N, ...]) plus `names`; written atomically."""
   import h5py
@@ -63,30 +50,6 @@ def _write_predictions(path: str, outputs: dict, names: Sequence[str], attrs: di
     for key, value in attrs.items():
       f.attrs[key] = value
   os.replace(tmp, path)
-
-
-def _plot_tracks(path: str, outputs: dict, title: str, max_tracks: int = 3) -> None:
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
-  import numpy as np
-  heads = [(k, np.asarray(v)) for k, v in outputs.items() if np.asarray(v).ndim == 3]
-  if not heads:
-    return
-  rows = sum(min(max_tracks, v.shape[-1]) for _, v in heads)
-  fig, axes = plt.subplots(rows, 1, figsize=(10, 1.4 * rows), sharex=True, squeeze=False)
-  row = 0
-  for head, value in heads:
-    for track in range(min(max_tracks, value.shape[-1])):
-      ax = axes[row, 0]
-      ax.fill_between(np.arange(value.shape[1]), value[0, :, track], step="mid", lw=0)
-      ax.set_ylabel(f"{head}\n#{track}", rotation=0, ha="right", va="center", fontsize=8)
-      row += 1
-  axes[-1, 0].set_xlabel("output bin")
-  fig.suptitle(title, fontsize=10)
-  fig.tight_layout()
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
 
 
 def cmd_models(args) -> int:
@@ -106,37 +69,157 @@ def cmd_config(args) -> int:
   return 0
 
 
-def cmd_demo(args) -> int:
+def _demo_model_config():
+  """Enformer's architecture at demo size: 96 channels, one transformer layer, max pooling
+  (as the reference's training notebook), 4,096-bp inputs -> 24 central 128-bp bins."""
+  from tf_seqmodels.models.enformer import EnformerConfig
+  return EnformerConfig(channels=96, num_transformer_layers=1, num_heads=4, pooling_type="max",
+                        filters_divisible_by=16, sequence_length=4096, target_length=24,
+                        dropout_rate=0.1, heads={"tracks": 4})
+
+
+def _plot_demo_tracks(path: str, title: str, names, coords, predicted, observed, truth) -> None:
+  """One panel per track: observed counts (bars), ground truth and prediction (lines)."""
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
   import numpy as np
-  from tf_seqmodels.models import num_trainable_parameters
-  os.makedirs(args.output_dir, exist_ok=True)
-  t0 = time.time()
-  model = _build(args.model, args.config, not args.full, args.weights, args.reference_weights)
-  model.ensure_built()
-  print(f"model {args.model}: {num_trainable_parameters(model):,} trainable parameters, "
-        f"input length {model.sequence_length}, built in {time.time() - t0:.1f}s")
-  model.config.save(os.path.join(args.output_dir, "config.yaml"))
-  names, x = _random_inputs(model, args.batch_size, args.seed)
-  t0 = time.time()
-  outputs = {k: v.numpy() for k, v in model.predict_on_batch(x).items()}
-  elapsed = time.time() - t0
-  embedding = model.embed(x, is_training=False).numpy()
-  for head, value in outputs.items():
-    print(f"  head {head:10s} shape {value.shape}  mean {value.mean():.4f}  "
-          f"range [{value.min():.4f}, {value.max():.4f}]")
-  print(f"  embedding       shape {embedding.shape}")
-  print(f"predicted {len(names)} generated sequence(s) in {elapsed:.2f}s")
-  h5_path = os.path.join(args.output_dir, "predictions.h5")
-  _write_predictions(h5_path, {**outputs, "embedding": embedding},
-                     [f"random_seed{args.seed}_{i}" for i in range(len(names))],
-                     {"model": args.model, "config": model.config.to_json()})
-  png_path = os.path.join(args.output_dir, "predictions.png")
-  _plot_tracks(png_path, outputs, f"{args.model}: predictions on a generated sequence "
-               f"(seed {args.seed}; "
-               f"{'loaded weights' if args.weights or args.reference_weights else 'untrained weights'})")
-  print(f"wrote {h5_path}, {png_path} and config.yaml")
-  if not np.all(np.isfinite(embedding)):
-    print("error: non-finite outputs", file=sys.stderr)
+  fig, axes = plt.subplots(len(names), 1, figsize=(10, 1.6 * len(names)), sharex=True,
+                           squeeze=False)
+  for k, name in enumerate(names):
+    ax = axes[k, 0]
+    ax.bar(coords, observed[:, k], width=coords[1] - coords[0], color="0.75", label="observed")
+    ax.plot(coords, truth[:, k], color="tab:green", lw=1.2, label="ground truth")
+    ax.plot(coords, predicted[:, k], color="tab:red", lw=1.2, label="predicted")
+    ax.set_ylabel(name, rotation=0, ha="right", va="center", fontsize=9)
+  axes[0, 0].legend(loc="upper right", fontsize=8, ncol=3)
+  axes[-1, 0].set_xlabel("position (bp)")
+  fig.suptitle(title, fontsize=10)
+  fig.tight_layout()
+  tmp = path + ".tmp.png"
+  fig.savefig(tmp, dpi=110)
+  plt.close(fig)
+  os.replace(tmp, path)
+
+
+def cmd_demo(args) -> int:
+  """Synthetic genome -> train a small Enformer -> evaluate against truth -> plot -> predict."""
+  import json
+  import numpy as np
+  import tensorflow as tf
+  from tf_seqmodels.config import atomic_write_text
+  from tf_seqmodels.convert import save_checkpoint
+  from tf_seqmodels.data.genome import read_chrom_sizes
+  from tf_seqmodels.data.intervals import read_fold, tile_regions
+  from tf_seqmodels.data.synthetic import (SyntheticConfig, generate_synthetic_dataset,
+                                           track_accuracy)
+  from tf_seqmodels.data.tracks import (TrackDataConfig, TrackSource, check_bins, load_windows,
+                                        track_splits)
+  from tf_seqmodels.models import Enformer, EnformerConfig, num_trainable_parameters
+  from tf_seqmodels.tasks.tracks import TrackTask, poisson_loss
+  from tf_seqmodels.training import Adam, fit, restore_best
+
+  start = time.time()
+  # The model's geometry decides the data windows; a bad config fails before any work.
+  config = EnformerConfig.load(args.config) if args.config else _demo_model_config()
+  config = config.replace(heads={"tracks": 4})
+  data_config = TrackDataConfig(sequence_length=config.sequence_length, bin_size=config.bin_size,
+                                target_length=config.target_length, max_shift=3, jitter_bins=4,
+                                reverse_complement=True, head="tracks")
+  check_bins(data_config, config.output_length(config.sequence_length))
+  out = os.path.abspath(args.output_dir)
+  os.makedirs(out, exist_ok=True)
+  # 1. Data: a synthetic genome with planted JASPAR motifs, tracks, peaks, truth.
+  syn_config = SyntheticConfig(seed=args.seed, num_chromosomes=args.chromosomes,
+                               chromosome_length=args.chromosome_length)
+  try:
+    data = generate_synthetic_dataset(os.path.join(out, "data"), syn_config,
+                                      overwrite=args.overwrite, progress=not args.quiet)
+  except FileExistsError as e:
+    print(f"tf-seqmodels demo: error: {e}", file=sys.stderr)
+    return 2
+  with open(data.manifest) as f:
+    manifest = json.load(f)
+  print(f"data: {args.chromosomes} x {args.chromosome_length:,} bp synthetic genome, "
+        f"{manifest['genes']} genes, {manifest['planted_sites']} planted JASPAR motif sites, "
+        f"{manifest['peaks']} peaks -> {data.root} ({time.time() - start:.0f}s)")
+
+  # 2. Model and windows tiling the genome: each target window once, inputs overlapping.
+  fold = read_fold(data.fold)
+  windows = tile_regions(read_chrom_sizes(data.chrom_sizes), config.sequence_length,
+                         stride=data_config.target_bins * data_config.bin_size)
+  splits = track_splits(data.fasta, data.tracks, windows, fold, data_config,
+                        batch_size=args.batch_size, seed=args.seed, drop_remainder=True)
+  tf.random.set_seed(args.seed)  # the initial weights and dropout
+  model = Enformer(config)
+  model.ensure_built()  # every variable exists before the optimizer sees them
+  config.save(os.path.join(out, "config.yaml"))
+  print(f"model: Enformer, {num_trainable_parameters(model):,} parameters, "
+        f"{config.sequence_length:,} bp -> {data_config.target_bins} x {config.bin_size}-bp bins of "
+        f"{', '.join(splits.info['tracks'])}; windows train/valid/test "
+        f"{splits.sizes['train']}/{splits.sizes['valid']}/{splits.sizes['test']}")
+
+  # 3. Train (Poisson loss), keeping the epoch with the best validation Pearson r.
+  task = TrackTask(["tracks"])
+  epochs = max(1, min(args.epochs, args.steps))
+  warmup = float(max(1, args.steps // 20))
+  peak = args.learning_rate
+  optimizer = Adam(learning_rate=lambda step: peak * tf.minimum(  # linear warm-up, then constant
+      1.0, tf.cast(step + 1, tf.float32) / warmup))
+  history = fit(model, task, splits.train, optimizer=optimizer, epochs=epochs,
+                steps_per_epoch=max(1, args.steps // epochs), validation_data=splits.valid,
+                select_best_by="pearson", checkpoint_dir=os.path.join(out, "train"),
+                progress=not args.quiet)
+  if history["best_epoch"] is not None:
+    restore_best(model, os.path.join(out, "train"))
+  print(f"trained {history['steps']} steps in {sum(history['epoch_time']):.0f}s; best epoch "
+        f"{history['best_epoch']} (validation pearson {history['best_value'] or float('nan'):.3f})")
+
+  # 4. Evaluate on the held-out test chromosome, against observations and ground truth.
+  test = splits.info["windows"]["test"]
+  with TrackSource(data.fasta, data.truth_tracks) as source:
+    truth = load_windows(source, test.regions, data_config).targets
+  predicted = np.concatenate([model.predict_on_batch(x)["tracks"].numpy()
+                              for x, _ in test.dataset(args.batch_size)])
+  metrics = {"loss": float(np.mean(poisson_loss(test.targets, predicted)))}
+  for name, metric in task.make_metrics().items():
+    metric.update({"tracks": test.targets}, {"tracks": predicted})
+    metrics[name] = metric.result()
+  train_mean = splits.info["windows"]["train"].targets.mean(axis=(0, 1))
+  accuracy = track_accuracy(predicted, test.targets, truth, train_mean, splits.info["tracks"])
+  print(f"test chromosome {', '.join(fold.test)}: loss {metrics['loss']:.4f}, pearson "
+        f"{metrics['pearson']:.3f}, pearson_log {metrics['pearson_log']:.3f}")
+  print("\n".join(accuracy.lines()))
+  atomic_write_text(os.path.join(out, "metrics.json"), json.dumps(
+      {"test": metrics, "accuracy": accuracy.to_dict(), "history": history,
+       "data": manifest}, indent=2, default=float) + "\n")
+
+  # 5. Plot the test window with the strongest promoter output.
+  cage = truth[..., 2:].sum(axis=(1, 2))
+  best = int(np.argmax(cage))
+  region = test.regions.subset([best])
+  t_start = int(region.centre[0]) - config.sequence_length // 2 + data_config.crop_bp
+  coords = t_start + config.bin_size * (np.arange(data_config.target_bins) + 0.5)
+  png = os.path.join(out, "tracks.png")
+  t_end = t_start + data_config.target_bins * config.bin_size
+  _plot_demo_tracks(png, f"{region.chrom[0]}:{t_start:,}-{t_end:,} (test chromosome): Enformer "
+                    f"predictions vs observed counts",
+                    splits.info["tracks"], coords, predicted[best], test.targets[best], truth[best])
+  checkpoint = save_checkpoint(model, os.path.join(out, "checkpoint"))
+
+  # 6. Predict from FASTA with the trained weights, as a user would (`tf-seqmodels predict`).
+  fasta = os.path.join(out, "test_windows.fa")
+  letters = np.frombuffer(b"ACGTN", np.uint8)
+  records = [f">{test.regions.chrom[i]}:{test.regions.start[i]}-{test.regions.end[i]}\n"
+             f"{letters[test.sequences[i]].tobytes().decode()}\n" for i in range(min(16, len(test)))]
+  atomic_write_text(fasta, "".join(records))
+  _predict_fasta(model, "enformer", fasta, os.path.join(out, "predictions.h5"), args.batch_size)
+  print(f"wrote {png}, metrics.json, config.yaml, checkpoint/ and predictions.h5 to {out} "
+        f"(total {time.time() - start:.0f}s)")
+  print(f"next: tf-seqmodels predict --config {out}/config.yaml --weights {out}/checkpoint "
+        f"--fasta YOUR.fa --output predictions.h5")
+  if not np.all(np.isfinite(predicted)):
+    print("error: non-finite predictions", file=sys.stderr)
     return 1
   return 0
 
@@ -164,26 +247,57 @@ def _read_fasta(path: str) -> tuple[list[str], list[str]]:
   return names, seqs
 
 
-def cmd_predict(args) -> int:
+def _predict_fasta(model, model_name: str, fasta: str, output: str, batch_size: int) -> None:
+  """Predicts every record of `fasta` (equal lengths) with `model` -> HDF5 at `output`."""
   import numpy as np
   from tqdm import tqdm
   from tf_seqmodels.data.encoding import SequenceError, one_hot_encode
-  model = _build(args.model, args.config, False, args.weights, args.reference_weights)
-  names, seqs = _read_fasta(args.fasta)
+  names, seqs = _read_fasta(fasta)
   lengths = {len(s) for s in seqs}
   if len(lengths) != 1:
-    raise SequenceError(f"{args.fasta}: all records must have the same length, got {sorted(lengths)}")
+    raise SequenceError(f"{fasta}: all records must have the same length, got {sorted(lengths)}")
   model.check_length(lengths.pop())
   chunks: dict[str, list] = {}
-  for start in tqdm(range(0, len(seqs), args.batch_size), desc="predict", unit="batch"):
-    x = one_hot_encode(seqs[start:start + args.batch_size])
+  for start in tqdm(range(0, len(seqs), batch_size), desc="predict", unit="batch"):
+    x = one_hot_encode(seqs[start:start + batch_size])
     for head, value in model.predict_on_batch(x).items():
       chunks.setdefault(head, []).append(value.numpy())
   outputs = {k: np.concatenate(v) for k, v in chunks.items()}
-  _write_predictions(args.output, outputs, names,
-                     {"model": args.model, "config": model.config.to_json()})
-  print(f"wrote predictions for {len(names)} sequences to {args.output}: "
+  _write_predictions(output, outputs, names, {"model": model_name, "config": model.config.to_json()})
+  print(f"wrote predictions for {len(names)} sequences to {output}: "
         + ", ".join(f"{k} {v.shape}" for k, v in outputs.items()))
+
+
+def cmd_predict(args) -> int:
+  model = _build(args.model, args.config, False, args.weights, args.reference_weights)
+  _predict_fasta(model, args.model, args.fasta, args.output, args.batch_size)
+  return 0
+
+
+def cmd_train(args) -> int:
+  """Trains the model/task/data of a training config (`training.run_config.TrainConfig`)."""
+  from tf_seqmodels.training.run_config import TrainConfig, run_training
+  from tf_seqmodels.training.strategy import StrategyError
+  from tf_seqmodels.training.trainer import NonFiniteLossError
+  config = TrainConfig.load(args.config)
+  strategy = {k: v for k, v in (("kind", args.strategy), ("tpu", args.tpu)) if v}
+  if strategy:
+    config = config.replace(strategy=config.strategy.replace(**strategy))
+  if args.run_dir:
+    config = config.replace(run_dir=args.run_dir)
+  try:
+    history = run_training(config, resume=args.resume, metadata={"config_file": args.config})
+  except (StrategyError, FileExistsError) as e:
+    print(f"tf-seqmodels train: error: {e}", file=sys.stderr)
+    return 2
+  except NonFiniteLossError as e:
+    print(f"tf-seqmodels train: stopped: {e}", file=sys.stderr)
+    return 3
+  summary = f"trained {history['steps']} steps ({history['stopped']}) into {config.run_dir}"
+  if history["best_value"] is not None:
+    summary += (f"; best {config.trainer.select_best_by} {history['best_value']:.4g} at step "
+                f"{history['best_step']}")
+  print(summary)
   return 0
 
 
@@ -211,11 +325,21 @@ def make_parser() -> argparse.ArgumentParser:
                    "Enformer Sonnet checkpoint or SavedModel)")
     p.add_argument("--batch-size", type=int, default=1 if demo else 4)
 
-  p = sub.add_parser("demo", help="build a model and predict on a generated sequence")
-  model_args(p, demo=True)
-  p.add_argument("--full", action="store_true", help="use the published full-size config")
-  p.add_argument("--seed", type=int, default=0)
+  p = sub.add_parser("demo", help="generate a synthetic genome from JASPAR motifs, train a small "
+                     "Enformer on its tracks, evaluate against the ground truth, plot, predict")
+  p.add_argument("--config", help="Enformer config (.yaml/.json); default: a 96-channel, "
+                 "one-layer model on 4,096 bp (its heads are replaced by the 4 demo tracks)")
   p.add_argument("--output-dir", default="demo_output")
+  p.add_argument("--seed", type=int, default=0, help="seeds the data, the shuffling and the model")
+  p.add_argument("--steps", type=int, default=800, help="training steps in total")
+  p.add_argument("--epochs", type=int, default=4, help="validation passes during training")
+  p.add_argument("--batch-size", type=int, default=8)
+  p.add_argument("--learning-rate", type=float, default=4e-3)
+  p.add_argument("--chromosomes", type=int, default=6, help="synthetic chromosomes (the last "
+                 "two are validation and test)")
+  p.add_argument("--chromosome-length", type=int, default=300_000)
+  p.add_argument("--overwrite", action="store_true", help="regenerate existing demo data")
+  p.add_argument("--quiet", action="store_true", help="no progress bars")
   p.set_defaults(func=cmd_demo)
 
   p = sub.add_parser("predict", help="predict every record of a FASTA file -> HDF5")
@@ -223,6 +347,17 @@ def make_parser() -> argparse.ArgumentParser:
   p.add_argument("--fasta", required=True, help="one input sequence per record")
   p.add_argument("--output", required=True, help="output .h5")
   p.set_defaults(func=cmd_predict)
+
+  p = sub.add_parser("train", help="train a model on a task (config: model, task, data, "
+                     "optimizer, trainer, strategy)")
+  p.add_argument("--config", required=True, help="training config (.yaml/.json)")
+  p.add_argument("--strategy", choices=("default", "mirrored", "multiworker", "tpu"),
+                 help="override the config's strategy.kind")
+  p.add_argument("--tpu", help="TPU name or address (with --strategy tpu)")
+  p.add_argument("--run-dir", help="override the config's run_dir")
+  p.add_argument("--resume", action="store_true",
+                 help="continue from the run directory's latest checkpoint (fresh if none)")
+  p.set_defaults(func=cmd_train)
   return parser
 
 

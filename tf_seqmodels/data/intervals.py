@@ -372,33 +372,44 @@ class DataSplits:
     return getattr(self, split)
 
 
-def table_splits(table, make_dataset: Callable, *, valid_folds: Sequence[int],
-                 test_folds: Sequence[int], sequence_length: int, channels: int,
+def table_splits(table, make_dataset: Callable, *, valid_folds: Sequence[int] = (),
+                 test_folds: Sequence[int] = (), sequence_length: int, channels: int,
                  targets: Sequence[str], **kwargs) -> DataSplits:
-  """DataSplits of a sequence table with a `fold` column (DREAM, DeepSTARR, lentiMPRA).
+  """DataSplits of sequence tables (DREAM yeast, DeepSTARR, lentiMPRA).
 
   Args:
-    table: a `data.dream.SequenceTable` with `fold` (e.g. from `read_dream_table` on a
-      3-column file); rows whose fold is in `valid_folds` / `test_folds` form those splits,
-      all others train.
+    table: either one `data.dream.SequenceTable` with a `fold` column (e.g. a 3-column DREAM
+      file or a lentiMPRA table): rows whose fold is in `valid_folds` / `test_folds` form
+      those splits, all others train; or a mapping {"train": table, "valid": table, "test":
+      table} of tables already split (DeepSTARR's three files); "valid" / "test" may be absent.
     make_dataset: `dream_dataset` / `regression_dataset`, or any function
       `(table, shuffle=..., **kwargs) -> tf.data.Dataset`.
     sequence_length, channels, targets: the element layout `make_dataset` produces.
     kwargs: passed to `make_dataset` (e.g. plasmid, batch_size); evaluation splits get
-      `shuffle=False` and, if `make_dataset` takes it, no reverse-complement doubling.
+      `shuffle=False` and, if `make_dataset` takes it, `reverse_complement="none"`.
   """
-  if table.fold is None:
-    raise ValueError("the table has no fold column: pass a table read from a file with folds")
-  fold = np.asarray(table.fold)
-  masks = {"valid": np.isin(fold, list(valid_folds)), "test": np.isin(fold, list(test_folds))}
-  if (masks["valid"] & masks["test"]).any():
-    raise ValueError(f"folds {sorted(set(valid_folds) & set(test_folds))} are both valid and test")
-  masks["train"] = ~(masks["valid"] | masks["test"])
+  if isinstance(table, Mapping):
+    unknown = sorted(set(table) - set(SPLITS))
+    if unknown:
+      raise ValueError(f"unknown split name(s) {unknown}; splits are {SPLITS}")
+    parts = {split: table.get(split) for split in SPLITS}
+    if parts["train"] is None:
+      raise ValueError("no 'train' table given")
+  else:
+    if table.fold is None:
+      raise ValueError("the table has no fold column: pass a table read from a file with folds, "
+                       "or a {'train': ..., 'valid': ..., 'test': ...} mapping of tables")
+    fold = np.asarray(table.fold)
+    masks = {"valid": np.isin(fold, list(valid_folds)), "test": np.isin(fold, list(test_folds))}
+    if (masks["valid"] & masks["test"]).any():
+      raise ValueError(f"folds {sorted(set(valid_folds) & set(test_folds))} are both valid and test")
+    masks["train"] = ~(masks["valid"] | masks["test"])
+    parts = {split: table.select(masks[split]) for split in SPLITS}
   datasets, sizes = {}, {}
   for split in SPLITS:
-    part = table.select(masks[split])
-    sizes[split] = len(part)
-    if not len(part):
+    part = parts[split]
+    sizes[split] = 0 if part is None else len(part)
+    if not sizes[split]:
       datasets[split] = None
       continue
     extra = dict(kwargs)
@@ -408,6 +419,6 @@ def table_splits(table, make_dataset: Callable, *, valid_folds: Sequence[int],
         extra["reverse_complement"] = "none"
     datasets[split] = make_dataset(part, **extra)
   if not sizes["train"]:
-    raise ValueError("no training rows left: every fold is valid or test")
+    raise ValueError("no training rows: the train table is empty, or every fold is valid or test")
   return DataSplits(datasets["train"], datasets["valid"], datasets["test"], sequence_length,
                     channels, tuple(targets), sizes)

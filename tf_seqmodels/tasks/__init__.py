@@ -14,3 +14,7 @@ __all__ = ["StreamingMetric", "StreamingPearson", "Task", "CHALLENGE_WEIGHTS", "
            "spearman_rho"]
 __all__ += ["ChromBPNetTask", "CountsMetric", "ProfileJSDMetric", "jensen_shannon_distance",
             "multinomial_nll", "profile_jsd"]
+
+from tf_seqmodels.tasks.tracks import StreamingTrackPearson, TrackTask, poisson_loss  # noqa: E402
+
+__all__ += ["StreamingTrackPearson", "TrackTask", "poisson_loss"]

@@ -1,0 +1,170 @@
+"""Checkpoints of a training run: resume checkpoints and the best checkpoint.
+
+    run_dir/checkpoints/ckpt-<step>.{index,data-*}   tf.train.CheckpointManager (keeps the
+                                                     newest `max_to_keep`); "checkpoint" names
+                                                     the latest and is replaced atomically
+    run_dir/best-step<step>-<random>/ckpt.*          the best checkpoint by a validation metric
+    run_dir/best.json                                {"epoch", "step", "metric", "value", "path"}
+
+A checkpoint holds `model`, `optimizer` and the trainer's `state` (step, epoch-loss
+accumulators, best value, evaluations since the best); `loop.restore_best(model, run_dir)`
+reads best.json as written here.
+
+A kill at any moment leaves the last complete checkpoint usable: TensorFlow writes the
+checkpoint files before the manager rewrites its "checkpoint" index, and best.json is
+replaced (temporary file + rename) only after the new best checkpoint is complete.
+
+Multi-worker: every worker must save (saving may run collectives); the chief writes into
+the run directory, the other workers into temporary directories they delete at once.
+Restoring reads the chief's files, so the run directory must be on a filesystem all
+workers share.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from typing import Any, Optional
+
+import tensorflow as tf
+
+from tf_seqmodels.config import atomic_write_text
+
+CHECKPOINT_SUBDIR = "checkpoints"
+CHECKPOINT_NAME = "ckpt"
+BEST_POINTER = "best.json"  # same name and format as training.loop
+BEST_PREFIX = "best-step"
+
+
+def checkpoint_step(path: str) -> int:
+  """The step encoded in a resume checkpoint prefix ".../ckpt-<step>"."""
+  match = re.search(rf"{CHECKPOINT_NAME}-(\d+)$", path)
+  if not match:
+    raise ValueError(f"{path!r} is not a resume checkpoint prefix ({CHECKPOINT_NAME}-<step>)")
+  return int(match.group(1))
+
+
+def latest_checkpoint(run_dir: str) -> Optional[str]:
+  """Prefix of the newest resume checkpoint of a run directory, or None."""
+  return tf.train.latest_checkpoint(os.path.join(run_dir, CHECKPOINT_SUBDIR))
+
+
+def read_best(run_dir: str) -> Optional[dict[str, Any]]:
+  """The best.json pointer of a run directory (path made absolute), or None."""
+  pointer = os.path.join(run_dir, BEST_POINTER)
+  if not os.path.exists(pointer):
+    return None
+  with open(pointer) as f:
+    info = json.load(f)
+  info["path"] = os.path.join(run_dir, info["path"])
+  return info
+
+
+def restore(checkpoint: tf.train.Checkpoint, path: str) -> None:
+  """Restores `path` into `checkpoint`; every existing object must find its values."""
+  status = checkpoint.restore(path)
+  status.assert_existing_objects_matched()
+  status.expect_partial()  # values of objects not (yet) attached, e.g. a bias model's slots
+
+
+def restore_model(model, run_dir_or_path: str, which: str = "best",
+                  component: Optional[str] = None) -> str:
+  """Restores the model weights of a run (best or latest checkpoint, or a prefix).
+
+  Args:
+    model: the module to restore into (its variables may not exist yet: restoration is then
+      deferred until they are created).
+    run_dir_or_path: a run directory or a checkpoint prefix.
+    which: "best" or "latest" when given a run directory.
+    component: restore only this checkpointed attribute path of the saved model into
+      `model` (e.g. "bias_model" of a ChromBPNet run), or None for the whole model.
+
+  Returns:
+    The checkpoint prefix read.
+  """
+  if os.path.isdir(run_dir_or_path):
+    if which == "best":
+      info = read_best(run_dir_or_path)
+      path = info["path"] if info else None
+    elif which == "latest":
+      path = latest_checkpoint(run_dir_or_path)
+    else:
+      raise ValueError(f"which must be 'best' or 'latest', got {which!r}")
+    if path is None:
+      raise FileNotFoundError(f"no {which} checkpoint in {run_dir_or_path}")
+  else:
+    path = run_dir_or_path
+    if not tf.io.gfile.exists(path + ".index"):
+      raise FileNotFoundError(f"no checkpoint at {path} ({path}.index missing)")
+  target: Any = model
+  if component:
+    # Nest the module under the same attribute path it had in the saved model.
+    for name in reversed(component.split(".")):
+      target = tf.train.Checkpoint(**{name: target})
+  tf.train.Checkpoint(model=target).read(path).expect_partial()
+  return path
+
+
+class Checkpointer:
+  """Saves and restores resume checkpoints and the best checkpoint of one run directory."""
+
+  def __init__(self, run_dir: str, checkpoint: tf.train.Checkpoint, *, is_chief: bool = True,
+               max_to_keep: int = 3):
+    if max_to_keep < 1:
+      raise ValueError(f"max_to_keep must be >= 1, got {max_to_keep}")
+    self.run_dir = run_dir
+    self.directory = os.path.join(run_dir, CHECKPOINT_SUBDIR)
+    self.checkpoint = checkpoint
+    self.is_chief = is_chief
+    self.max_to_keep = max_to_keep
+    self._manager = (tf.train.CheckpointManager(checkpoint, self.directory, max_to_keep,
+                                                checkpoint_name=CHECKPOINT_NAME)
+                     if is_chief else None)
+
+  def latest(self) -> Optional[str]:
+    return tf.train.latest_checkpoint(self.directory)
+
+  def restore_latest(self) -> Optional[int]:
+    """Restores the newest resume checkpoint; returns its step, or None if there is none."""
+    path = self.latest()
+    if path is None:
+      return None
+    restore(self.checkpoint, path)
+    return checkpoint_step(path)
+
+  def save(self, step: int) -> Optional[str]:
+    """Writes resume checkpoint `step`; returns its prefix on the chief, None elsewhere."""
+    if self.is_chief:
+      return self._manager.save(checkpoint_number=int(step))
+    scratch = tempfile.mkdtemp(prefix="tf_seqmodels-worker-ckpt-")
+    try:
+      tf.train.CheckpointManager(self.checkpoint, scratch, 1,
+                                 checkpoint_name=CHECKPOINT_NAME).save(checkpoint_number=int(step))
+    finally:
+      shutil.rmtree(scratch, ignore_errors=True)
+    return None
+
+  def write_best(self, info: dict[str, Any]) -> Optional[str]:
+    """Writes the best checkpoint and repoints best.json at it (info: step, epoch, metric,
+    value); removes older best checkpoints. Returns the prefix on the chief."""
+    if not self.is_chief:
+      scratch = tempfile.mkdtemp(prefix="tf_seqmodels-worker-best-")
+      try:
+        self.checkpoint.write(os.path.join(scratch, CHECKPOINT_NAME))
+      finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+      return None
+    os.makedirs(self.run_dir, exist_ok=True)
+    directory = tempfile.mkdtemp(dir=self.run_dir, prefix=f"{BEST_PREFIX}{int(info['step']):09d}-")
+    prefix = self.checkpoint.write(os.path.join(directory, CHECKPOINT_NAME))
+    relative = os.path.relpath(prefix, self.run_dir)
+    atomic_write_text(os.path.join(self.run_dir, BEST_POINTER),
+                      json.dumps({**info, "path": relative}, indent=2) + "\n")
+    keep = os.path.basename(directory)
+    for entry in os.listdir(self.run_dir):
+      if entry.startswith(BEST_PREFIX) and entry != keep:
+        shutil.rmtree(os.path.join(self.run_dir, entry), ignore_errors=True)
+    return prefix
