@@ -54,7 +54,7 @@ def _convert(value: Any, annotation: Any, where: str) -> Any:
       return tuple(_convert(v, args[0], f"{where}[{i}]") for i, v in enumerate(value))
     if len(args) != len(value):
       raise ConfigError(f"{where}: expected {len(args)} items, got {len(value)}")
-    return tuple(_convert(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(args, value)))
+    return tuple(_convert(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
   if origin in (list, typing.List):
     if not isinstance(value, (list, tuple)):
       raise ConfigError(f"{where}: expected a list, got {value!r}")

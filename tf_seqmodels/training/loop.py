@@ -127,7 +127,12 @@ class TrainStep:
   def _prepare(self, inputs) -> bool:
     """Creates variables and slots; True when the compiled step can run straight away."""
     if self.variables is None:
-      if not _trainable_variables(self.model):
+      ensure_built = getattr(self.model, "ensure_built", None)
+      if ensure_built is not None:
+        # Contract models know when they are complete: some (Enformer's attention biases)
+        # create a few variables eagerly, so "has variables" does not mean "built".
+        ensure_built()
+      elif not _trainable_variables(self.model):
         spec = tf.TensorSpec([None, *inputs.shape[1:]], inputs.dtype)
         snt.build(lambda x: self.model(x, is_training=True), spec)
       self.variables = _trainable_variables(self.model)

@@ -59,7 +59,8 @@ class LinearWarmup(Schedule):
     self.warmup_steps = int(warmup_steps)
 
   def __call__(self, step) -> tf.Tensor:
-    frac = tf.minimum(1.0, _step(step) / max(1.0, float(self.warmup_steps)))
+    # float64 throughout: a float32 1.0 against the float64 step fails inside tf.function.
+    frac = tf.minimum(tf.constant(1.0, tf.float64), _step(step) / max(1.0, float(self.warmup_steps)))
     return tf.cast(self.peak * frac, tf.float32)
 
   def __repr__(self) -> str:
