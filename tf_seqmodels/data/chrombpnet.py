@@ -382,11 +382,8 @@ def _check_fold(fold: Fold, *regions: Regions) -> None:
                       f"fold names {sorted(named)[:10]}")
 
 
-def prepare_chrombpnet_data(peaks: Union[PathLike, Regions], nonpeaks: Union[PathLike, Regions],
-                            genome_fasta: PathLike, bigwig: PathLike, fold: Union[Fold, PathLike],
-                            config: Optional[ChromBPNetDataConfig] = None) -> ChromBPNetData:
-  """Peaks + non-peaks for the ChromBPNet (accessibility) model, reference filtering."""
-  cfg = config or ChromBPNetDataConfig()
+def _read_regions_and_fold(peaks, nonpeaks, fold):
+  """Reads peaks, non-peaks and the fold; rejects empty inputs and fold/chromosome mismatches."""
   fold = fold if isinstance(fold, Fold) else read_fold(fold)
   peaks, nonpeaks = _as_regions(peaks), _as_regions(nonpeaks)
   if not len(peaks):
@@ -394,6 +391,15 @@ def prepare_chrombpnet_data(peaks: Union[PathLike, Regions], nonpeaks: Union[Pat
   if not len(nonpeaks):
     raise ValueError("the non-peaks file is empty")
   _check_fold(fold, peaks, nonpeaks)
+  return fold, peaks, nonpeaks
+
+
+def prepare_chrombpnet_data(peaks: Union[PathLike, Regions], nonpeaks: Union[PathLike, Regions],
+                            genome_fasta: PathLike, bigwig: PathLike, fold: Union[Fold, PathLike],
+                            config: Optional[ChromBPNetDataConfig] = None) -> ChromBPNetData:
+  """Peaks + non-peaks for the ChromBPNet (accessibility) model, reference filtering."""
+  cfg = config or ChromBPNetDataConfig()
+  fold, peaks, nonpeaks = _read_regions_and_fold(peaks, nonpeaks, fold)
   rng = np.random.default_rng(cfg.seed)
   genome, signal = _open_inputs(genome_fasta, bigwig, fold, [peaks, nonpeaks])
   with genome, signal:
@@ -456,13 +462,7 @@ def prepare_bias_data(peaks: Union[PathLike, Regions], nonpeaks: Union[PathLike,
   peaks); the test set holds test-chromosome peaks and non-peaks.
   """
   cfg = config or ChromBPNetDataConfig(max_jitter=0)
-  fold = fold if isinstance(fold, Fold) else read_fold(fold)
-  peaks, nonpeaks = _as_regions(peaks), _as_regions(nonpeaks)
-  if not len(peaks):
-    raise ValueError("the peaks file is empty")
-  if not len(nonpeaks):
-    raise ValueError("the non-peaks file is empty")
-  _check_fold(fold, peaks, nonpeaks)
+  fold, peaks, nonpeaks = _read_regions_and_fold(peaks, nonpeaks, fold)
   genome, signal = _open_inputs(genome_fasta, bigwig, fold, [peaks, nonpeaks])
   with genome, signal:
     sizes = genome.chrom_sizes
