@@ -5,7 +5,14 @@
     model.config -> the typed config that rebuilds the model
 
 Trainers, exporters, tuners and analyses only use this interface (plus `config`,
-`input_channels`, `head_names` and `build`), never a model's internals.
+`input_channels`, `head_names`, `input_spec` and `build`), never a model's internals.
+
+Most models read one-hot DNA (`takes_dna_sequence` is True). Models whose input is
+not a single sequence tensor (Chromoformer: binned histone marks, pCREs, Hi-C
+frequencies, masks) override `input_spec` to return a dict of `tf.TensorSpec` and
+`check_inputs`; they then receive that dict as `inputs`. Generic code handles both
+through `tf.nest` over `input_spec()`; DNA-only analyses (variant effects,
+contribution scores over nucleotides) check `takes_dna_sequence`.
 """
 
 from __future__ import annotations
@@ -45,6 +52,11 @@ class SequenceModel(snt.Module, abc.ABC):
     return getattr(self.config, "sequence_length", None)
 
   @property
+  def takes_dna_sequence(self) -> bool:
+    """Whether `inputs` is one-hot DNA [B, L, 4] (False for multi-input models)."""
+    return True
+
+  @property
   def dynamic_length(self) -> bool:
     """Whether one module serves any valid input length (else only `sequence_length`)."""
     return False
@@ -71,7 +83,8 @@ class SequenceModel(snt.Module, abc.ABC):
     if length is not None:
       self.check_length(int(length))
 
-  def input_spec(self, batch_size: Optional[int] = None) -> tf.TensorSpec:
+  def input_spec(self, batch_size: Optional[int] = None):
+    """Spec of `inputs`: a `tf.TensorSpec` [B, L, C], or a dict of them for multi-input models."""
     length = None if self.dynamic_length else self.sequence_length
     return tf.TensorSpec([batch_size, length, self.input_channels], tf.float32, name="x")
 
@@ -81,9 +94,11 @@ class SequenceModel(snt.Module, abc.ABC):
     Variable shapes never depend on the length, so the default builds with an unknown
     length where the model allows it.
     """
-    length = sequence_length if sequence_length is not None else (
-        None if self.dynamic_length else self.sequence_length)
-    spec = tf.TensorSpec([batch_size, length, self.input_channels], tf.float32)
+    spec = self.input_spec(batch_size)
+    if sequence_length is not None:
+      if not isinstance(spec, tf.TensorSpec):
+        raise ValueError(f"{type(self).__name__} takes several inputs; build() has no sequence_length")
+      spec = tf.TensorSpec([batch_size, sequence_length, self.input_channels], tf.float32)
     snt.build(lambda x: self(x, is_training=False), spec)
     self._built = True
 
@@ -93,9 +108,15 @@ class SequenceModel(snt.Module, abc.ABC):
       self.build()
 
   def predict_on_batch(self, inputs) -> dict[str, tf.Tensor]:
-    """Inference on one batch (numpy or tensor) -> {head: tensor}; `is_training=False`."""
-    inputs = tf.convert_to_tensor(np.asarray(inputs, np.float32) if not tf.is_tensor(inputs) else inputs,
-                                  tf.float32)
+    """Inference on one batch (numpy or tensors; a dict for multi-input models) -> {head: tensor}."""
+    def to_tensor(x, spec):
+      return tf.convert_to_tensor(x if tf.is_tensor(x) else np.asarray(x, spec.dtype.as_numpy_dtype),
+                                  spec.dtype)
+    spec = self.input_spec()
+    if isinstance(spec, tf.TensorSpec):
+      inputs = to_tensor(inputs, spec)
+    else:
+      inputs = {key: to_tensor(inputs[key], spec[key]) for key in spec}
     self.check_inputs(inputs)
     return self._predict_fn(inputs)
 
