@@ -63,3 +63,15 @@ def test_registry():
   assert "enformer" in available_models()
   with pytest.raises(ConfigError, match="unknown model 'enformr'"):
     build_model("enformr")
+
+
+def test_atomic_write_gives_files_the_umask_mode(tmp_path):
+  import os
+  from tf_seqmodels.config import atomic_write_text
+  previous = os.umask(0o022)
+  try:
+    atomic_write_text(str(tmp_path / "run.yaml"), "a: 1\n")
+  finally:
+    os.umask(previous)
+  assert (tmp_path / "run.yaml").read_text() == "a: 1\n"
+  assert os.stat(tmp_path / "run.yaml").st_mode & 0o777 == 0o644

@@ -165,6 +165,19 @@ class Config:
     return cls.from_json(text) if path.endswith(".json") else cls.from_yaml(text)
 
 
+def _umask() -> int:
+  mask = os.umask(0)
+  os.umask(mask)
+  return mask
+
+
+def apply_default_permissions(path: str) -> None:
+  """Gives a file or directory made by mkstemp/mkdtemp (0600/0700) the usual umask-based mode,
+  so written configs, data and checkpoints stay readable by the group like any other file."""
+  base = 0o777 if os.path.isdir(path) else 0o666
+  os.chmod(path, base & ~_umask())
+
+
 def atomic_write_text(path: str, text: str) -> None:
   """Writes `text` to `path` via a temporary file and rename, so readers never see half a file."""
   directory = os.path.dirname(os.path.abspath(path))
@@ -173,6 +186,7 @@ def atomic_write_text(path: str, text: str) -> None:
   try:
     with os.fdopen(fd, "w") as f:
       f.write(text)
+    apply_default_permissions(tmp)
     os.replace(tmp, path)
   except BaseException:
     if os.path.exists(tmp):

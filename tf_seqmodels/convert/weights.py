@@ -14,6 +14,8 @@ from typing import Any, Callable
 
 import tensorflow as tf
 
+from tf_seqmodels.config import apply_default_permissions
+
 _REFERENCE_IMPORTERS: dict[type, Callable[..., Any]] = {}
 
 
@@ -60,6 +62,7 @@ def save_checkpoint(model, directory: str, name: str = "model") -> str:
   tmp = tempfile.mkdtemp(dir=parent, prefix=".tmp-ckpt-")
   try:
     tf.train.Checkpoint(model=model).write(os.path.join(tmp, name))
+    apply_default_permissions(tmp)
     if os.path.exists(directory):
       old = tempfile.mkdtemp(dir=parent, prefix=".old-ckpt-")
       os.rename(directory, os.path.join(old, "ckpt"))

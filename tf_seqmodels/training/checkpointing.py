@@ -31,7 +31,7 @@ from typing import Any, Optional
 
 import tensorflow as tf
 
-from tf_seqmodels.config import atomic_write_text
+from tf_seqmodels.config import apply_default_permissions, atomic_write_text
 
 CHECKPOINT_SUBDIR = "checkpoints"
 CHECKPOINT_NAME = "ckpt"
@@ -159,6 +159,7 @@ class Checkpointer:
       return None
     os.makedirs(self.run_dir, exist_ok=True)
     directory = tempfile.mkdtemp(dir=self.run_dir, prefix=f"{BEST_PREFIX}{int(info['step']):09d}-")
+    apply_default_permissions(directory)
     prefix = self.checkpoint.write(os.path.join(directory, CHECKPOINT_NAME))
     relative = os.path.relpath(prefix, self.run_dir)
     atomic_write_text(os.path.join(self.run_dir, BEST_POINTER),

@@ -29,7 +29,7 @@ import sonnet as snt
 import tensorflow as tf
 import tqdm
 
-from tf_seqmodels.config import atomic_write_text
+from tf_seqmodels.config import apply_default_permissions, atomic_write_text
 from tf_seqmodels.tasks.base import Task
 
 BEST_POINTER = "best.json"
@@ -173,6 +173,7 @@ def _write_best(checkpoint_dir: str, checkpoint: tf.train.Checkpoint, info: dict
   """Writes a complete checkpoint into a new directory, then repoints best.json at it."""
   os.makedirs(checkpoint_dir, exist_ok=True)
   directory = tempfile.mkdtemp(dir=checkpoint_dir, prefix=f"best-epoch{info['epoch']:04d}-")
+  apply_default_permissions(directory)
   prefix = checkpoint.write(os.path.join(directory, "ckpt"))
   relative = os.path.relpath(prefix, checkpoint_dir)
   atomic_write_text(os.path.join(checkpoint_dir, BEST_POINTER),
@@ -321,7 +322,7 @@ def fit(model, task: Task, train_data: tf.data.Dataset, *, optimizer, epochs: in
     if progress:
       summary = f"epoch {epoch}/{epochs}: loss {history['loss'][-1]:.4f}"
       if eval_fn is not None:
-        summary += "".join(f", val_{k} {v[-1]:.4f}" for k, v in history.items()
+        summary += "".join(f", {k} {v[-1]:.4f}" for k, v in history.items()
                            if k.startswith("val_") and "/" not in k)
       tqdm.tqdm.write(summary)
   return history
