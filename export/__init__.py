@@ -1,1 +1,2 @@
-"""TF-Hub SavedModel and Kipoi model-folder exporters (see README: Roadmap)."""
+"""TF-Hub SavedModel and Kipoi model-folder exporters: `export.hub.export_hub`,
+`export.kipoi.export_kipoi` (parity-checked, atomic; see their module docstrings)."""

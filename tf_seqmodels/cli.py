@@ -358,6 +358,17 @@ def make_parser() -> argparse.ArgumentParser:
   p.add_argument("--resume", action="store_true",
                  help="continue from the run directory's latest checkpoint (fresh if none)")
   p.set_defaults(func=cmd_train)
+
+  from tf_seqmodels import cli_evaluate
+  cli_evaluate.add_parser(sub)
+
+  from tf_seqmodels import cli_contributions, cli_variants  # light: heavy imports are lazy
+  cli_variants.add_parser(sub)
+  cli_contributions.add_parser(sub)
+
+  from tf_seqmodels import cli_export, cli_tune  # light: heavy imports are lazy
+  cli_export.add_parser(sub)
+  cli_tune.add_parser(sub)
   return parser
 
 

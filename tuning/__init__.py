@@ -1,1 +1,3 @@
-"""keras-tuner searches over tf-seqmodels models (see README: Roadmap)."""
+"""keras-tuner searches over tf-seqmodels models: `tuning.spaces` (declared search spaces per
+model family), `tuning.tuner` (Random / Bayesian / Hyperband tuners training through the
+trainer; `run_search`)."""

@@ -1,5 +1,6 @@
-"""Analyses over the model contract: prediction tracks (and, in later modules, variant
-effects and contribution scores)."""
+"""Analyses over the model contract: prediction tracks, variant effects (`variants`) and
+contribution scores (`contributions`, `contribution_outputs`, `logos`); models are loaded and
+batched over a strategy's replicas by `inference`."""
 
 from tf_seqmodels.analysis.tracks import (predict_tracks, predicted_track, write_prediction_bigwig,
                                           write_track_bigwig)

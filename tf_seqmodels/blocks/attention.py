@@ -112,6 +112,13 @@ def relative_shift(x: tf.Tensor) -> tf.Tensor:
   return x[..., :(t2 + 1) // 2]
 
 
+def local_attention_bias(length, window: int) -> tf.Tensor:
+  """[T, T] additive logit bias: 0 where |key - query| <= window, -1e9 elsewhere."""
+  positions = tf.range(length)
+  distance = tf.abs(positions[:, tf.newaxis] - positions[tf.newaxis, :])
+  return tf.where(distance <= window, 0.0, -1e9)
+
+
 class MultiheadAttention(snt.Module):
   """Multi-head self-attention with optional Transformer-XL-style relative positions.
 
@@ -133,8 +140,13 @@ class MultiheadAttention(snt.Module):
                positional_dropout_rate: float = 0.1,
                zero_initialize: bool = True,
                initializer: Optional[snt.initializers.Initializer] = None,
+               attention_window: Optional[int] = None,
                name: Optional[str] = None):
     super().__init__(name=name)
+    # Local attention (Enformer ablation): queries see keys at most this many positions away.
+    if attention_window is not None and attention_window < 0:
+      raise ValueError(f"attention_window must be >= 0 or None, got {attention_window}")
+    self.attention_window = attention_window
     self.value_size = value_size
     self.key_size = key_size
     self.num_heads = num_heads
@@ -177,7 +189,10 @@ class MultiheadAttention(snt.Module):
     projected = tf.reshape(projected, [batch, length, self.num_heads, channels // self.num_heads])
     return tf.transpose(projected, [0, 2, 1, 3])
 
-  def __call__(self, inputs: tf.Tensor, is_training: bool = False) -> tf.Tensor:
+  def __call__(self, inputs: tf.Tensor, is_training: bool = False,
+               return_weights: bool = False):
+    """[B, T, C] -> [B, T, H * V]; with `return_weights`, also the attention weights
+    [B, H, T, T] (query, key) before attention dropout."""
     q = self._split_heads(self.q_layer, inputs)
     k = self._split_heads(self.k_layer, inputs)
     v = self._split_heads(self.v_layer, inputs)
@@ -198,6 +213,8 @@ class MultiheadAttention(snt.Module):
       logits = content_logits + relative_logits
     else:
       logits = tf.matmul(q, k, transpose_b=True)
+    if self.attention_window is not None:
+      logits += local_attention_bias(shape_list(inputs)[1], self.attention_window)
 
     weights = tf.nn.softmax(logits)
     if is_training:
@@ -205,4 +222,5 @@ class MultiheadAttention(snt.Module):
     attended = tf.transpose(tf.matmul(weights, v), [0, 2, 1, 3])  # [B, T, H, V]
     batch, length, _, _ = shape_list(attended)
     attended = tf.reshape(attended, [batch, length, self.num_heads * self.value_size])
-    return self.embedding_layer(attended)
+    outputs = self.embedding_layer(attended)
+    return (outputs, tf.nn.softmax(logits)) if return_weights else outputs

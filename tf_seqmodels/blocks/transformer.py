@@ -27,6 +27,8 @@ class TransformerBlock(snt.Module):
                relative_position_functions: Sequence[str] = POSITIONAL_FUNCTIONS,
                relative_position_symmetric: bool = False,
                num_relative_position_features: Optional[int] = None,
+               relative_positions: bool = True,
+               attention_window: Optional[int] = None,
                name: Optional[str] = None):
     super().__init__(name=name)
     if channels % num_heads:
@@ -40,12 +42,13 @@ class TransformerBlock(snt.Module):
         num_heads=num_heads,
         scaling=True,
         attention_dropout_rate=attention_dropout_rate,
-        relative_positions=True,
+        relative_positions=relative_positions,
         relative_position_symmetric=relative_position_symmetric,
         relative_position_functions=relative_position_functions,
         num_relative_position_features=num_relative_position_features or channels // num_heads,
         positional_dropout_rate=positional_dropout_rate,
         zero_initialize=True,
+        attention_window=attention_window,
         name="attention")
     self.mlp_norm = snt.LayerNorm(axis=-1, create_scale=True, create_offset=True, name="mlp_norm")
     self.mlp_hidden = snt.Linear(2 * channels, name="mlp_hidden")
@@ -53,6 +56,10 @@ class TransformerBlock(snt.Module):
 
   def _dropout(self, x: tf.Tensor, is_training: bool) -> tf.Tensor:
     return tf.nn.dropout(x, rate=self.dropout_rate) if is_training else x
+
+  def attention_weights(self, inputs: tf.Tensor) -> tf.Tensor:
+    """Inference attention weights of this block, [B, H, T, T] (query, key)."""
+    return self.attention(self.attention_norm(inputs), is_training=False, return_weights=True)[1]
 
   def __call__(self, inputs: tf.Tensor, is_training: bool) -> tf.Tensor:
     x = self.attention(self.attention_norm(inputs), is_training=is_training)

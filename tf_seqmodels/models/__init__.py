@@ -11,6 +11,7 @@ from tf_seqmodels.models.dream import (AutosomeCoreConfig, AutosomeFirstConfig, 
                                        DreamRNNConfig, PrixFixeTrunk, ProformerCoreConfig,
                                        RegressionHeadConfig, SoftBinHeadConfig)
 from tf_seqmodels.models.enformer import Enformer, EnformerConfig
+from tf_seqmodels.models.chromoformer import Chromoformer, ChromoformerConfig
 from tf_seqmodels.models.registry import available_models, build_model, get_entry, register_model
 
 __all__ = ["SequenceModel", "num_trainable_parameters", "Enformer", "EnformerConfig",
@@ -22,3 +23,4 @@ __all__ += ["AutosomeCoreConfig", "AutosomeFirstConfig", "BHICoreConfig", "BHIFi
             "DreamAttn", "DreamAttnConfig", "DreamCNN", "DreamCNNConfig", "DreamConfig",
             "DreamModel", "DreamRNN", "DreamRNNConfig", "PrixFixeTrunk", "ProformerCoreConfig",
             "RegressionHeadConfig", "SoftBinHeadConfig"]
+__all__ += ["Chromoformer", "ChromoformerConfig"]

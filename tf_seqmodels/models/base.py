@@ -61,6 +61,36 @@ class SequenceModel(snt.Module, abc.ABC):
     """Whether one module serves any valid input length (else only `sequence_length`)."""
     return False
 
+  @property
+  def published_input_length(self) -> Optional[int]:
+    """A longer input length that exported models also accept, centre-cropping it to
+    `sequence_length` first (Enformer's TF-Hub module: 393,216 bp -> 196,608); None if none."""
+    return None
+
+  @property
+  def position_axes(self) -> dict[str, Optional[int]]:
+    """Per head, the output axis that runs along the input sequence (None: one value per
+    sequence). Reverse-complement averaging flips outputs back along this axis."""
+    return {head: None for head in self.head_names}
+
+  def encode_dna(self, one_hot: tf.Tensor, is_reverse: bool = False) -> tf.Tensor:
+    """Model inputs [B, L, input_channels] for one-hot ACGT DNA [B, L, 4] (differentiable).
+
+    DNA analyses (variant effects, contribution scores) build one-hot ACGT and call this, so
+    models with another channel order or extra flag channels override it. `is_reverse` says
+    the sequence is a reverse-complemented copy (for models with a strand flag).
+    """
+    del is_reverse
+    if self.input_channels != 4:
+      raise SequenceError(f"{type(self).__name__} takes {self.input_channels} input channels "
+                          f"and does not define encode_dna() for one-hot DNA")
+    return one_hot
+
+  def attention_weights(self, inputs: tf.Tensor) -> tf.Tensor:
+    """Attention weights [B, layers, heads, T, T] (query, key) at inference; models
+    without self-attention raise NotImplementedError."""
+    raise NotImplementedError(f"{type(self).__name__} has no attention weights to extract")
+
   def check_length(self, length: int) -> None:
     """Raises SequenceError if the model cannot process inputs of `length` positions."""
     if not self.dynamic_length and self.sequence_length is not None and length != self.sequence_length:
@@ -115,8 +145,10 @@ class SequenceModel(snt.Module, abc.ABC):
     spec = self.input_spec()
     if isinstance(spec, tf.TensorSpec):
       inputs = to_tensor(inputs, spec)
-    else:
-      inputs = {key: to_tensor(inputs[key], spec[key]) for key in spec}
+    elif isinstance(inputs, Mapping):
+      # Missing or unknown keys are left for check_inputs to name.
+      inputs = {key: to_tensor(value, spec[key]) if key in spec else value
+                for key, value in inputs.items()}
     self.check_inputs(inputs)
     return self._predict_fn(inputs)
 

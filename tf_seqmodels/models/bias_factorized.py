@@ -144,6 +144,15 @@ class ProfileCountsModel(SequenceModel):
   def output_length(self) -> int:
     return self.config.output_length
 
+  @property
+  def position_axes(self) -> dict[str, Optional[int]]:
+    return {PROFILE_HEAD: 1, COUNTS_HEAD: None}
+
+  def encode_dna(self, one_hot: tf.Tensor, is_reverse: bool = False) -> tf.Tensor:
+    if isinstance(self.trunk, SequenceModel):
+      return self.trunk.encode_dna(one_hot, is_reverse)
+    return super().encode_dna(one_hot, is_reverse)
+
   def embed(self, inputs: tf.Tensor, is_training: bool) -> tf.Tensor:
     """The trunk's feature stream [B, L', C]."""
     self.check_inputs(inputs)
@@ -287,6 +296,13 @@ class BiasFactorizedModel(SequenceModel):
   def check_length(self, length: int) -> None:
     self.model.check_length(length)
     self.bias_model.check_length(length)
+
+  @property
+  def position_axes(self) -> dict[str, Optional[int]]:
+    return {PROFILE_HEAD: 1, COUNTS_HEAD: None}
+
+  def encode_dna(self, one_hot: tf.Tensor, is_reverse: bool = False) -> tf.Tensor:
+    return self.model.encode_dna(one_hot, is_reverse)
 
   def embed(self, inputs: tf.Tensor, is_training: bool) -> tf.Tensor:
     """The trainable model's embedding (the bias model is not part of the representation)."""

@@ -142,6 +142,10 @@ class BPNet(SequenceModel):
     self.check_inputs(inputs)
     return self.trunk(inputs, is_training=is_training)
 
+  @property
+  def position_axes(self) -> dict[str, Optional[int]]:
+    return {PROFILE_HEAD: 1, COUNTS_HEAD: None}
+
   def __call__(self, inputs: tf.Tensor, is_training: bool) -> dict[str, tf.Tensor]:
     return self.head(self.embed(inputs, is_training))
 

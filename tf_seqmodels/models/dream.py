@@ -702,6 +702,16 @@ class DreamModel(SequenceModel):
     self(tf.zeros([1, length, self.input_channels]), is_training=False)
     self._built = True
 
+  def encode_dna(self, one_hot: tf.Tensor, is_reverse: bool = False) -> tf.Tensor:
+    """One-hot ACGT [B, L, 4] -> [B, L, input_channels]: AGCT order, is_reverse flag set as
+    given, other flags (is_singleton) 0 as for test sequences."""
+    one_hot = tf.convert_to_tensor(one_hot, tf.float32)
+    agct = tf.gather(one_hot, [0, 2, 1, 3], axis=-1)
+    flags = [tf.ones_like(one_hot[..., :1]) if (is_reverse and c == self.config.reverse_channel)
+             else tf.zeros_like(one_hot[..., :1])
+             for c in range(NUM_NUCLEOTIDE_CHANNELS, self.input_channels)]
+    return tf.concat([agct] + flags, axis=-1)
+
   # --- reverse-complement averaging -----------------------------------------------------------
   def reverse_complement(self, inputs: tf.Tensor) -> tf.Tensor:
     """`inputs` [B, L, C] reverse-complemented, with the is_reverse channel set to 1."""

@@ -32,6 +32,8 @@ from tf_seqmodels.blocks.core import (ConvBlock, Residual, TargetLengthCrop1D,
                                       exponential_linspace_int, gelu_sigmoid)
 from tf_seqmodels.blocks.pooling import pooling_module
 from tf_seqmodels.blocks.transformer import TransformerBlock
+from tf_seqmodels.blocks.absolute_positions import sinusoidal_position_encoding
+from tf_seqmodels.blocks.dilated import DilatedResidualBlock, dilation_rates
 from tf_seqmodels.config import Config, ConfigError
 from tf_seqmodels.data.encoding import SequenceError
 from tf_seqmodels.models.base import SequenceModel
@@ -64,6 +66,15 @@ class EnformerConfig(Config):
   relative_position_functions: tuple[str, ...] = POSITIONAL_FUNCTIONS
   relative_position_symmetric: bool = False
   bn_decay: float = 0.9
+  # Ablations of the Enformer paper (defaults = the published model; what each variant tests:
+  # models/enformer_ablations.py). trunk 'dilated' replaces the transformer layers by as many
+  # Basenji2 dilated residual blocks at the same width; attention_window limits attention to
+  # keys within that many bins; positional_encoding 'absolute' adds sinusoidal positions
+  # before the transformer instead of the relative basis functions.
+  trunk: str = "transformer"  # 'transformer' or 'dilated'
+  dilation_rate_multiplier: float = 1.5
+  attention_window: Optional[int] = None
+  positional_encoding: str = "relative"  # 'relative' or 'absolute'
 
   @property
   def bin_size(self) -> int:
@@ -117,6 +128,14 @@ class EnformerConfig(Config):
            f"choose channels as a multiple of filters_divisible_by")
     if self.pooling_type not in ("attention", "max"):
       fail(f"pooling_type must be 'attention' or 'max', got {self.pooling_type!r}")
+    if self.trunk not in ("transformer", "dilated"):
+      fail(f"trunk must be 'transformer' or 'dilated', got {self.trunk!r}")
+    if self.positional_encoding not in ("relative", "absolute"):
+      fail(f"positional_encoding must be 'relative' or 'absolute', got {self.positional_encoding!r}")
+    if self.attention_window is not None and self.attention_window < 0:
+      fail(f"attention_window must be >= 0 bins or null, got {self.attention_window}")
+    if self.dilation_rate_multiplier < 1.0:
+      fail(f"dilation_rate_multiplier must be >= 1, got {self.dilation_rate_multiplier}")
     if not self.heads:
       fail("heads must name at least one output head")
     for name, tracks in self.heads.items():
@@ -232,9 +251,17 @@ class Enformer(SequenceModel):
             positional_dropout_rate=cfg.positional_dropout_rate,
             relative_position_functions=cfg.relative_position_functions,
             relative_position_symmetric=cfg.relative_position_symmetric,
+            relative_positions=cfg.positional_encoding == "relative",
+            attention_window=cfg.attention_window,
             name=f"transformer_block_{i}")
-        for i in range(cfg.num_transformer_layers)
+        for i in range(cfg.num_transformer_layers if cfg.trunk == "transformer" else 0)
     ]
+    if cfg.trunk == "dilated":  # only then: the published model's variables stay unchanged
+      self.dilated_trunk = [
+          DilatedResidualBlock(cfg.channels, rate, dropout_rate=cfg.dropout_rate,
+                               bn_decay=cfg.bn_decay, name=f"dilated_block_{i}")
+          for i, rate in enumerate(dilation_rates(cfg.num_transformer_layers,
+                                                  cfg.dilation_rate_multiplier))]
     self.crop = TargetLengthCrop1D(cfg.target_length, name="target_input")
     self.final_pointwise = FinalPointwise(cfg.embedding_size, cfg.final_dropout_rate,
                                           cfg.bn_decay, name="final_pointwise")
@@ -254,6 +281,12 @@ class Enformer(SequenceModel):
   def dynamic_length(self) -> bool:
     return True
 
+  @property
+  def published_input_length(self) -> Optional[int]:
+    # The published TF-Hub Enformer takes twice the training length (393,216 bp) and keeps
+    # only the central 196,608 bp.
+    return 2 * self.config.sequence_length
+
   def check_length(self, length: int) -> None:
     check_enformer_length(self.config, length)
 
@@ -270,12 +303,35 @@ class Enformer(SequenceModel):
     for block in self.conv_tower:
       x = block(x, is_training=is_training)
     stages["conv_tower"] = x
-    for block in self.transformer:
+    if self.config.positional_encoding == "absolute" and self.transformer:
+      x += sinusoidal_position_encoding(tf.shape(x)[1], self.config.channels)
+    for block in self.transformer + getattr(self, "dilated_trunk", []):
       x = block(x, is_training=is_training)
-    stages["transformer"] = x
+    stages["transformer"] = x  # the trunk's output, whichever its kind
     x = stages["target_input"] = self.crop(x)
     stages["final_pointwise"] = self.final_pointwise(x, is_training=is_training)
     return stages
+
+  @property
+  def position_axes(self) -> dict[str, Optional[int]]:
+    return {head: 1 for head in self.head_names}  # [B, bins, tracks]
+
+  def attention_weights(self, inputs: tf.Tensor) -> tf.Tensor:
+    """Inference attention weights [B, layers, heads, T, T] (query, key) over the L/128
+    bins before the crop."""
+    self.check_inputs(inputs)
+    x = self.stem(inputs, is_training=False)
+    for block in self.conv_tower:
+      x = block(x, is_training=False)
+    if self.config.positional_encoding == "absolute" and self.transformer:
+      x += sinusoidal_position_encoding(tf.shape(x)[1], self.config.channels)
+    weights = []
+    for block in self.transformer:
+      weights.append(block.attention_weights(x))
+      x = block(x, is_training=False)
+    if not weights:
+      raise NotImplementedError("this Enformer has no transformer layers (attention weights)")
+    return tf.stack(weights, axis=1)
 
   def embed(self, inputs: tf.Tensor, is_training: bool) -> tf.Tensor:
     """Trunk embedding [B, target_length, 2C] ([B, 896, 3072] at the defaults)."""

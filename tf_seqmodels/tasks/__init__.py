@@ -18,3 +18,7 @@ __all__ += ["ChromBPNetTask", "CountsMetric", "ProfileJSDMetric", "jensen_shanno
 from tf_seqmodels.tasks.tracks import StreamingTrackPearson, TrackTask, poisson_loss  # noqa: E402
 
 __all__ += ["StreamingTrackPearson", "TrackTask", "poisson_loss"]
+
+from tf_seqmodels.tasks.chromoformer import ChromoformerTask  # noqa: E402
+
+__all__ += ["ChromoformerTask"]

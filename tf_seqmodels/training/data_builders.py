@@ -20,6 +20,8 @@ weight, the bias recalibration). Builders:
     chrombpnet     peaks + non-peaks + FASTA + bigWig + fold -> chrombpnet (mode bias or
                    accessibility; accessibility re-levels the frozen bias model's counts)
     tracks         FASTA + bigWigs (Basenji targets table) + BED + fold -> tracks
+    chromoformer   histone-mark bigWigs + TSS table + interactions, the reference's
+                   metadata.csv + .npy files, or synthetic -> chromoformer (4-fold CV)
     basenji        Basenji/Enformer TFRecord directory -> tracks
     multi          {source: builder section}: several sources trained in rotation (Enformer's
                    human / mouse batches), each with its own task
@@ -49,6 +51,8 @@ class TrainingData:
     info: builder extras, e.g. {"counts_loss_weight": w}.
     prepare_model: called with the model after its variables exist and before training
       from scratch (e.g. bias recalibration); None when nothing is needed.
+    eval_splits: further fixed evaluation splits by name (e.g. "test"), read by
+      `tf-seqmodels evaluate`.
   """
 
   train: tf.data.Dataset
@@ -57,6 +61,7 @@ class TrainingData:
   targets: tuple[str, ...]
   info: dict = dataclasses.field(default_factory=dict)
   prepare_model: Optional[Callable[[Any], None]] = None
+  eval_splits: dict = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -328,10 +333,11 @@ def _chrombpnet(options: ChromBPNetOptions, section: DataSection, context: Build
       model.recalibrate_bias(recalibration.dataset(section.eval_batch))
 
   recalibrates = options.mode == "accessibility" and options.recalibrate_bias
+  test = {"test": data.test.dataset(section.eval_batch)} if len(data.test) else {}
   return TrainingData(splits.train, valid, _epoch_steps(len(data.train), section.batch_size),
                       ("profile", "logcounts", "is_peak"),
                       {"counts_loss_weight": data.counts_loss_weight},
-                      recalibrate if recalibrates else None)
+                      recalibrate if recalibrates else None, eval_splits=test)
 
 
 # --- tracks ----------------------------------------------------------------------------------
@@ -365,8 +371,12 @@ def _tracks(options: TracksOptions, section: DataSection, context: BuildContext)
   valid = splits.valid
   if valid is not None and section.eval_batch != section.batch_size:
     valid = splits.info["windows"]["valid"].dataset(section.eval_batch)
+  windows = splits.info["windows"]
+  test = {"test": windows["test"].dataset(section.eval_batch)} if "test" in windows else {}
   return TrainingData(splits.train, valid, _epoch_steps(splits.sizes["train"], section.batch_size),
-                      tuple(splits.targets), dict(tracks=list(splits.info["tracks"])))
+                      tuple(splits.targets),
+                      dict(tracks=list(splits.info["tracks"]), bin_size=splits.info["bin_size"],
+                           windows=windows), eval_splits=test)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -399,6 +409,26 @@ def _basenji(options: BasenjiOptions, section: DataSection, context: BuildContex
   return TrainingData(train, valid,
                       _epoch_steps(int(stats.split_sizes.get("train", 0)), section.batch_size),
                       (options.head,))
+
+
+# --- Chromoformer ----------------------------------------------------------------------------
+
+from tf_seqmodels.data.chromoformer import ChromoformerBuilderOptions  # noqa: E402
+
+
+@register_data_builder("chromoformer", ChromoformerBuilderOptions, ("chromoformer",))
+def _chromoformer(options: ChromoformerBuilderOptions, section: DataSection,
+                  context: BuildContext):
+  from tf_seqmodels.data.chromoformer import builder_examples
+  train, valid = builder_examples(options, context.model_config)
+  mode = getattr(context.model_config, "mode", "classification")
+  if mode == "classification" and not np.all(np.isin(train.targets["label"], (0, 1))):
+    raise ConfigError("chromoformer data: classification needs a label (or expression) for "
+                      "every gene")
+  return TrainingData(
+      train.dataset(section.batch_size, shuffle=True, seed=options.seed),
+      valid.dataset(section.eval_batch) if valid is not None else None,
+      _epoch_steps(len(train), section.batch_size), ("label", "expression"), {"mode": mode})
 
 
 # --- several sources --------------------------------------------------------------------------

@@ -32,7 +32,7 @@ from tf_seqmodels.training.data_builders import (BuildContext, DataSection, Trai
 from tf_seqmodels.training.strategy import StrategyConfig, make_strategy
 from tf_seqmodels.training.trainer import Trainer, TrainerConfig, set_determinism
 
-TASK_TYPES = ("tracks", "dream_soft_bin", "regression", "chrombpnet")
+TASK_TYPES = ("tracks", "dream_soft_bin", "regression", "chrombpnet", "chromoformer")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,14 +75,16 @@ class TaskSection(Config):
   dream_soft_bin  {loss: kl | mse}
   regression      {targets: [names] or {target: head}, weights: {target: w}}
   chrombpnet      {counts_loss_weight: w (default: from the data, median counts / 10)}
+  chromoformer    {mode: classification | regression (default: the model's mode)}
   """
 
-  type: Literal["tracks", "dream_soft_bin", "regression", "chrombpnet"] = "tracks"
+  type: Literal["tracks", "dream_soft_bin", "regression", "chrombpnet", "chromoformer"] = "tracks"
   options: dict[str, Any] = dataclasses.field(default_factory=dict)
 
   def validate(self) -> None:
     allowed = {"tracks": {"heads", "weights"}, "dream_soft_bin": {"loss"},
-               "regression": {"targets", "weights"}, "chrombpnet": {"counts_loss_weight"}}
+               "regression": {"targets", "weights"}, "chrombpnet": {"counts_loss_weight"},
+               "chromoformer": {"mode"}}
     unknown = sorted(set(self.options) - allowed[self.type])
     if unknown:
       raise ConfigError(f"task.options for {self.type!r}: unknown key(s) {unknown}; valid keys "
@@ -110,7 +112,9 @@ class OptimizerSection(Config):
   schedule: "constant" (learning_rate), "warmup" (linear from 0 to learning_rate over
   warmup_steps, then constant: Enformer 5,000 steps to 5e-4), "one_cycle" (PyTorch OneCycleLR
   over the whole run with max learning_rate, cosine annealing and, with cycle_momentum,
-  beta1 cycled max_momentum -> base_momentum -> max_momentum: DREAM).
+  beta1 cycled max_momentum -> base_momentum -> max_momentum: DREAM), "step_decay"
+  (learning_rate x decay_rate per epoch, or per decay_steps updates: PyTorch StepLR,
+  Chromoformer 3e-5 x 0.87 per epoch).
   """
 
   name: Literal["adam", "adamw"] = "adamw"
@@ -119,8 +123,10 @@ class OptimizerSection(Config):
   beta1: float = 0.9
   beta2: float = 0.999
   epsilon: float = 1e-8
-  schedule: Literal["constant", "warmup", "one_cycle"] = "constant"
+  schedule: Literal["constant", "warmup", "one_cycle", "step_decay"] = "constant"
   warmup_steps: int = 0
+  decay_rate: float = 0.87
+  decay_steps: Optional[int] = None  # step_decay; default one epoch
   pct_start: float = 0.3
   div_factor: float = 25.0
   final_div_factor: float = 1e4
@@ -138,7 +144,7 @@ class OptimizerSection(Config):
     if self.schedule == "warmup" and self.warmup_steps < 1:
       raise ConfigError("optimizer.schedule 'warmup' needs warmup_steps >= 1")
 
-  def make(self, total_steps: int):
+  def make(self, total_steps: int, steps_per_epoch: Optional[int] = None):
     """The optimizer for a run of `total_steps` updates (create it in the strategy scope)."""
     from tf_seqmodels.training.optimizers import Adam, AdamW
     from tf_seqmodels.training.schedules import Constant, OneCycle
@@ -147,6 +153,12 @@ class OptimizerSection(Config):
       rate: Any = Constant(self.learning_rate)
     elif self.schedule == "warmup":
       rate = _linear_warmup(self.learning_rate, self.warmup_steps)
+    elif self.schedule == "step_decay":
+      from tf_seqmodels.training.schedules import StepDecay
+      every = self.decay_steps or steps_per_epoch
+      if not every:
+        raise ConfigError("optimizer.schedule 'step_decay' needs decay_steps (or an epoch length)")
+      rate = StepDecay(self.learning_rate, self.decay_rate, every)
     else:
       rate = OneCycle(self.learning_rate, total_steps, pct_start=self.pct_start,
                       div_factor=self.div_factor, final_div_factor=self.final_div_factor,
@@ -200,6 +212,9 @@ def build_task(section: TaskSection, data: TrainingData):
     if isinstance(targets, Mapping):
       targets = {k: v if isinstance(v, str) else tuple(v) for k, v in targets.items()}
     return RegressionTask(targets, options.get("weights"))
+  if section.type == "chromoformer":
+    from tf_seqmodels.tasks.chromoformer import ChromoformerTask
+    return ChromoformerTask(options.get("mode") or data.info.get("mode", "classification"))
   from tf_seqmodels.tasks.chrombpnet import ChromBPNetTask
   weight = options.get("counts_loss_weight", data.info.get("counts_loss_weight"))
   if weight is None:
@@ -209,16 +224,19 @@ def build_task(section: TaskSection, data: TrainingData):
 
 
 def run_training(config: TrainConfig, *, resume: bool = False,
-                 metadata: Optional[Mapping[str, Any]] = None) -> dict[str, Any]:
+                 metadata: Optional[Mapping[str, Any]] = None,
+                 strategy_info: Optional[Any] = None) -> dict[str, Any]:
   """Builds everything a TrainConfig names and trains; returns the Trainer's history.
 
   The strategy is created first (logical devices and the multi-worker runtime must exist
   before TensorFlow runs ops), then the seeds are set, then model, data, task and optimizer
-  are built (model and optimizer inside the strategy's scope).
+  are built (model and optimizer inside the strategy's scope). `strategy_info` (a
+  `make_strategy` result) reuses an existing strategy instead of `config.strategy`: one
+  strategy per process when several runs share it (tuning trials).
   """
   from tf_seqmodels.models.registry import build_model
   from tf_seqmodels.training.checkpointing import latest_checkpoint, restore_model
-  info = make_strategy(config.strategy)
+  info = strategy_info or make_strategy(config.strategy)
   if not resume and latest_checkpoint(config.run_dir):
     raise FileExistsError(f"{config.run_dir} already holds checkpoints; resume it (--resume) or "
                           f"choose a new run directory")
@@ -241,7 +259,7 @@ def run_training(config: TrainConfig, *, resume: bool = False,
     trainer_config = trainer_config.replace(batch_size=config.data.batch_size)
   total = trainer_config.epochs * trainer_config.steps_per_epoch
   with info.strategy.scope():
-    optimizer = config.optimizer.make(total)
+    optimizer = config.optimizer.make(total, trainer_config.steps_per_epoch)
   task = tasks if len(tasks) > 1 else next(iter(tasks.values()))
   trainer = Trainer(model, task, optimizer, strategy=info, config=trainer_config,
                     run_dir=config.run_dir,

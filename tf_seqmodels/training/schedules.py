@@ -165,3 +165,20 @@ class OneCycle(Schedule):
     return (f"OneCycle(max_lr={self.max_lr}, total_steps={self.total_steps}, "
             f"pct_start={self.pct_start}, div_factor={self.div_factor}, "
             f"final_div_factor={self.final_div_factor})")
+
+
+class StepDecay(Schedule):
+  """`initial * rate ** floor(step / decay_steps)`: PyTorch StepLR stepped every
+  `decay_steps` updates (Chromoformer: rate 0.87 once per epoch)."""
+
+  def __init__(self, initial: float, rate: float, decay_steps: int):
+    if decay_steps < 1 or rate <= 0:
+      raise ValueError(f"StepDecay needs decay_steps >= 1 and rate > 0, got {decay_steps}, {rate}")
+    self.initial, self.rate, self.decay_steps = float(initial), float(rate), int(decay_steps)
+
+  def __call__(self, step) -> tf.Tensor:
+    decays = tf.floor(_step(step) / float(self.decay_steps))
+    return tf.cast(self.initial * tf.pow(tf.constant(self.rate, tf.float64), decays), tf.float32)
+
+  def __repr__(self) -> str:
+    return f"StepDecay({self.initial}, rate={self.rate}, decay_steps={self.decay_steps})"

@@ -198,13 +198,26 @@ class _TrainState(tf.Module):
 
 
 def _check_element_spec(spec, where: str):
-  if not (isinstance(spec, tuple) and len(spec) == 2 and isinstance(spec[1], dict)
-          and isinstance(spec[0], tf.TensorSpec)):
-    raise ValueError(f"{where}: dataset elements must be (inputs [B, L, C], {{target name: "
-                     f"tensor}}) pairs, got {spec}")
-  if spec[0].shape.rank != 3:
+  # Inputs are one tensor [B, L, C], or a dict of tensors [B, ...] for multi-input models
+  # (the model's `input_spec()` structure).
+  inputs_ok = isinstance(spec, tuple) and len(spec) == 2 and (
+      isinstance(spec[0], tf.TensorSpec) or (
+          isinstance(spec[0], dict) and spec[0]
+          and all(isinstance(s, tf.TensorSpec) for s in tf.nest.flatten(spec[0]))))
+  if not (inputs_ok and isinstance(spec[1], dict)):
+    raise ValueError(f"{where}: dataset elements must be (inputs [B, L, C] or {{input name: "
+                     f"tensor}}, {{target name: tensor}}) pairs, got {spec}")
+  if isinstance(spec[0], tf.TensorSpec) and spec[0].shape.rank != 3:
     raise ValueError(f"{where}: inputs must be [batch, length, channels], got {spec[0].shape}")
+  for name, leaf in (spec[0].items() if isinstance(spec[0], dict) else ()):
+    if leaf.shape.rank is None or leaf.shape.rank < 1:
+      raise ValueError(f"{where}: input {name!r} must have a batch dimension, got {leaf.shape}")
   return spec
+
+
+def _batch_size_of(inputs) -> tf.Tensor:
+  """Examples in a batch of inputs (a tensor or a dict of tensors)."""
+  return tf.shape(tf.nest.flatten(inputs)[0])[0]
 
 
 def _as_sources(value, what: str) -> dict:
@@ -303,12 +316,21 @@ class Trainer:
     ([B, L, C]; L must be static or the model's `sequence_length`)."""
     if self.built:
       return
-    shape = input_spec.shape.as_list()
-    length = shape[1] if shape[1] is not None else getattr(self.model, "sequence_length", None)
-    if length is None or shape[2] is None:
-      raise ValueError(f"cannot create the model's variables: the input length/channels are "
-                       f"unknown ({input_spec.shape}) and the model has no sequence_length")
-    zeros = tf.zeros([1, length, shape[2]], input_spec.dtype)
+    if isinstance(input_spec, tf.TensorSpec):
+      shape = input_spec.shape.as_list()
+      length = shape[1] if shape[1] is not None else getattr(self.model, "sequence_length", None)
+      if length is None or shape[2] is None:
+        raise ValueError(f"cannot create the model's variables: the input length/channels are "
+                         f"unknown ({input_spec.shape}) and the model has no sequence_length")
+      zeros = tf.zeros([1, length, shape[2]], input_spec.dtype)
+    else:
+      # Several inputs: one example of zeros per input (its non-batch shape must be static).
+      def one_example(spec):
+        if not spec.shape[1:].is_fully_defined():
+          raise ValueError(f"cannot create the model's variables: input {spec.name!r} has an "
+                           f"unknown shape {spec.shape}")
+        return tf.zeros([1] + spec.shape[1:].as_list(), spec.dtype)
+      zeros = tf.nest.map_structure(one_example, input_spec)
 
     def forward(x):
       return self.model(x, is_training=False)
@@ -344,7 +366,7 @@ class Trainer:
 
   # --- data ---------------------------------------------------------------------------------
   def _global_batch(self, spec) -> Optional[int]:
-    static = spec[0].shape[0]
+    static = tf.nest.flatten(spec[0])[0].shape[0]
     if self.config.batch_size is not None:
       return self.config.batch_size
     return int(static) if static is not None else None
@@ -360,10 +382,11 @@ class Trainer:
       if batch % self.info.num_replicas:
         raise ValueError(f"{where}: the global batch size {batch} is not divisible by the "
                          f"{self.info.num_replicas} replicas")
-      if spec[0].shape[0] != batch:
+      if tf.nest.flatten(spec[0])[0].shape[0] != batch:
         dataset = dataset.rebatch(batch, drop_remainder=True)
-    if self.info.is_tpu and not spec[0].shape[1:].is_fully_defined():
-      raise ValueError(f"{where}: TPU needs static input shapes, got {spec[0].shape}")
+    if self.info.is_tpu and not all(s.shape[1:].is_fully_defined()
+                                    for s in tf.nest.flatten(spec[0])):
+      raise ValueError(f"{where}: TPU needs static input shapes, got {spec[0]}")
     if self.info.distributed:
       policy = dataset.options().experimental_distribute.auto_shard_policy
       if policy == tf.data.experimental.AutoShardPolicy.AUTO:
@@ -392,7 +415,7 @@ class Trainer:
       if not present:
         raise ValueError("the loss does not depend on any trained variable")
       dense = [tf.convert_to_tensor(grads[i]) for i in present]
-      examples = tf.cast(tf.shape(inputs)[0], tf.float32)
+      examples = tf.cast(_batch_size_of(inputs), tf.float32)
       context = tf.distribute.get_replica_context()
       replicas = context.num_replicas_in_sync
       if replicas > 1:
@@ -478,7 +501,7 @@ class Trainer:
     def replica(inputs, targets):
       with compute_dtype(self._dtype):
         outputs = _float32(self.model(inputs, is_training=False))
-      n = tf.shape(inputs)[0]
+      n = _batch_size_of(inputs)
       loss = tf.cast(task.loss(targets, outputs), tf.float32)
       # A replica may get no examples of the last, partial batch: its mean loss is NaN.
       loss_sum = tf.where(n > 0, loss * tf.cast(n, tf.float32), 0.0)
@@ -548,12 +571,13 @@ class Trainer:
     are updated as in a step. Returns (loss float, [np.ndarray per trained variable or None]).
     """
     name = source or next(iter(self.tasks))
-    inputs = tf.convert_to_tensor(inputs)
+    inputs = tf.nest.map_structure(tf.convert_to_tensor, inputs)
     batch = self.config.batch_size
-    if batch is not None and inputs.shape[0] != batch and (self.info.num_replicas > 1
-                                                           or self.info.is_tpu):
+    given = tf.nest.flatten(inputs)[0].shape[0]
+    if batch is not None and given != batch and (self.info.num_replicas > 1
+                                                 or self.info.is_tpu):
       raise ValueError(f"loss_and_gradients: give one global batch of {batch} examples "
-                       f"(TrainerConfig.batch_size), got {inputs.shape[0]}")
+                       f"(TrainerConfig.batch_size), got {given}")
     dataset = tf.data.Dataset.from_tensors((inputs, dict(targets)))
     dataset = self._prepare(dataset, training=True, where="loss_and_gradients")
     self.build(dataset.element_spec[0])

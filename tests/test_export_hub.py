@@ -1,0 +1,184 @@
+"""TF-Hub export: every model family at toy size, reloaded in a process without tf-seqmodels
+or Sonnet; metadata, signatures, tarball and the built-in parity check."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from export.hub import HubExportConfig, ParityError, example_inputs, export_hub, read_metadata
+from export_toys import ToyMultiConfig, ToyMultiInput
+from tf_seqmodels.models import EnformerConfig, build_model, get_entry
+
+TINY_ENFORMER = EnformerConfig(channels=48, num_transformer_layers=1, num_heads=2,
+                               filters_divisible_by=8, heads={"human": 5, "mouse": 3},
+                               sequence_length=1024, target_length=4)
+
+
+CLEAN_LOADER = textwrap.dedent("""
+    import importlib.abc, json, os, sys, threading, functools, http.server
+    class Block(importlib.abc.MetaPathFinder):
+      def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("tf_seqmodels", "sonnet", "export"):
+          raise ImportError(f"blocked import of {name}")
+    sys.meta_path.insert(0, Block())
+    import numpy as np, tensorflow as tf, tensorflow_hub as hub
+    cases = json.load(open(sys.argv[1]))
+    report = {}
+    for name, case in cases.items():
+      data = np.load(case["data"])
+      inputs = {k[3:]: data[k] for k in data.files if k.startswith("in_")}
+      x = inputs["x"] if list(inputs) == ["x"] else inputs
+      m = hub.load(case["savedmodel"])
+      out = {k: v.numpy() for k, v in m.model.predict_on_batch(x).items()}
+      kwargs = inputs
+      sig = {k: v.numpy() for k, v in m.signatures["serving_default"](**kwargs).items()}
+      called = {k: v.numpy() for k, v in m(x, training=False).items()}
+      r = {"diff": max(float(np.abs(out[k] - data["out_" + k]).max()) for k in out),
+           "sig_diff": max(float(np.abs(sig[k] - out[k]).max()) for k in out),
+           "call_diff": max(float(np.abs(called[k] - out[k]).max()) for k in out),
+           "embed_shape": list(m.model.embed(x).shape),
+           "metadata": json.loads(m.get_metadata().numpy()),
+           "config_asset": open(m.config_asset.asset_path.numpy().decode()).read(),
+           "n_trainable": len(m.trainable_variables)}
+      if "long" in case:
+        long_x = np.load(case["long"])
+        r["long_diff"] = max(float(np.abs(v.numpy() - out[k]).max())
+                             for k, v in m.model.predict_on_batch(long_x).items())
+        r["dynamic_batch"] = list(m.model.predict_on_batch(x[:1])["human"].shape)
+        r["dynamic_length"] = list(m.model.predict_on_batch(x[:1, 128:-128])["human"].shape)
+      if "tarball" in case:
+        # hub.load of a compressed module over HTTP (the TF-Hub / Kaggle download protocol).
+        folder = os.path.dirname(case["tarball"])
+        handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=folder)
+        handler.log_message = lambda *a: None
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        url = f"http://127.0.0.1:{server.server_address[1]}/{os.path.basename(case['tarball'])}"
+        remote = hub.load(url)
+        r["tarball_diff"] = max(float(np.abs(v.numpy() - out[k]).max())
+                                for k, v in remote.model.predict_on_batch(x).items())
+        server.shutdown()
+        layer = hub.KerasLayer(case["savedmodel"], trainable=True)
+        keras_out = layer(x)
+        r["keras_diff"] = max(float(np.abs(keras_out[k].numpy() - out[k]).max()) for k in out)
+        r["keras_trainable"] = len(layer.trainable_weights)
+        with tf.GradientTape() as tape:  # fine-tuning: gradients reach the restored weights
+          loss = tf.reduce_sum(layer(x, training=True)["expression"])
+        grads = tape.gradient(loss, layer.trainable_weights)
+        r["keras_gradients"] = sum(g is not None and float(tf.reduce_sum(tf.abs(g))) > 0
+                                   for g in grads)
+      report[name] = r
+    print("REPORT" + json.dumps(report))
+""")
+
+
+def _save_case(tmp_path, name, model, result, inputs):
+  live = model(tf.nest.map_structure(tf.constant, inputs), is_training=False)
+  arrays = {f"out_{k}": v.numpy() for k, v in live.items()}
+  named = inputs if isinstance(inputs, dict) else {"x": inputs}
+  arrays.update({f"in_{k}": v for k, v in named.items()})
+  path = tmp_path / f"{name}.npz"
+  np.savez(path, **arrays)
+  return {"savedmodel": result.savedmodel, "data": str(path)}
+
+
+def results_long_checked(directory):
+  report = json.loads((directory / "export_report.json").read_text())
+  return report["parity"]["published_length"]["human"] < 1e-5
+
+
+def test_export_every_family_and_reload_without_the_package(tmp_path):
+  models = {
+      "enformer": build_model("enformer", TINY_ENFORMER),
+      "dream_cnn": build_model("dream_cnn", get_entry("dream_cnn").demo_config()),
+      "chrombpnet": build_model("chrombpnet", get_entry("chrombpnet").demo_config()),
+      "toy_multi": ToyMultiInput(),
+  }
+  cases = {}
+  for name, model in models.items():
+    config = HubExportConfig(model_name=name, training_data="toy weights (untrained)",
+                             track_names={"human": [f"t{i}" for i in range(5)]}
+                             if name == "enformer" else {},
+                             tarball=name == "dream_cnn")
+    result = export_hub(model, str(tmp_path / name), config)
+    # Parity in-process: heads, embedding, the signature, Enformer's published length.
+    assert max(result.parity["savedmodel"].values()) < 1e-5
+    assert set(result.parity["savedmodel"]) == set(model.head_names)
+    inputs = example_inputs(model, 3, seed=7)
+    cases[name] = _save_case(tmp_path, name, model, result, inputs)
+    meta = read_metadata(result.savedmodel)
+    assert meta["model_name"] == name and meta["heads"] == list(model.head_names)
+    assert json.loads((tmp_path / name / "export_report.json").read_text())["parity"]
+    assert (tmp_path / name / "model-instance-metadata.json").exists()
+    assert not [p for p in os.listdir(tmp_path) if p.startswith(".tmp-")]
+  assert results_long_checked(tmp_path / "enformer")
+  # Enformer also takes the published 2x length, centre-cropped (as the TF-Hub Enformer).
+  x = np.load(cases["enformer"]["data"])["in_x"]
+  rng = np.random.default_rng(3)
+  flank = lambda n: np.eye(4, dtype=np.float32)[rng.integers(0, 4, (3, n))]  # noqa: E731
+  long_path = tmp_path / "long.npy"
+  np.save(long_path, np.concatenate([flank(512), x, flank(512)], axis=1))
+  cases["enformer"]["long"] = str(long_path)
+  cases["dream_cnn"]["tarball"] = str(tmp_path / "dream_cnn" / "model.tar.gz")
+  (tmp_path / "cases.json").write_text(json.dumps(cases))
+  script = tmp_path / "clean_load.py"
+  script.write_text(CLEAN_LOADER)
+  env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "TFHUB_CACHE_DIR": str(tmp_path / "hub_cache"),
+         "PYTHONPATH": ""}
+  done = subprocess.run([sys.executable, str(script), str(tmp_path / "cases.json")],
+                        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+  assert done.returncode == 0, done.stderr[-3000:]
+  report = json.loads(done.stdout.split("REPORT", 1)[1])
+  for name, r in report.items():
+    assert r["diff"] < 1e-5 and r["sig_diff"] < 1e-6 and r["call_diff"] < 1e-6, (name, r)
+    assert r["metadata"]["model_name"] == name
+    assert r["metadata"]["config"] == models[name].config.to_dict()
+    assert json.loads(r["config_asset"])["config"] == models[name].config.to_dict()
+    assert r["n_trainable"] == len(models[name].trainable_variables)
+  assert report["enformer"]["embed_shape"] == [3, 4, 96]
+  assert report["enformer"]["long_diff"] < 1e-5
+  assert report["enformer"]["dynamic_batch"] == [1, 4, 5]
+  assert report["enformer"]["dynamic_length"] == [1, 4, 5]  # 768 bp in
+  assert report["chrombpnet"]["metadata"]["input_spec"]["shape"] == [None, 512, 4]  # fixed
+  assert report["enformer"]["metadata"]["track_names"]["human"][4] == "t4"
+  assert report["toy_multi"]["metadata"]["input_spec"]["mask"]["shape"] == [None, 6]
+  assert report["dream_cnn"]["tarball_diff"] < 1e-5
+  assert report["dream_cnn"]["keras_diff"] < 1e-5
+  assert report["dream_cnn"]["keras_trainable"] == len(models["dream_cnn"].trainable_variables)
+  assert report["dream_cnn"]["keras_gradients"] >= 0.9 * report["dream_cnn"]["keras_trainable"]
+
+
+def test_parity_failure_is_loud_and_leaves_nothing(tmp_path):
+  destination = tmp_path / "noisy"
+  with pytest.raises(ParityError, match="disagree"):
+    export_hub(ToyMultiInput(ToyMultiConfig(noisy=True)), str(destination))
+  assert not destination.exists()
+  assert os.listdir(tmp_path) == []
+
+
+def test_existing_destination_needs_overwrite(tmp_path):
+  model = ToyMultiInput()
+  first = export_hub(model, str(tmp_path / "m"), HubExportConfig(tarball=False))
+  with pytest.raises(FileExistsError, match="already exists"):
+    export_hub(model, str(tmp_path / "m"))
+  again = export_hub(model, str(tmp_path / "m"), HubExportConfig(overwrite=True, tarball=False))
+  assert again.savedmodel == first.savedmodel and os.path.exists(again.savedmodel)
+  assert sorted(os.listdir(tmp_path)) == ["m"]
+
+
+def test_cli_export_hub(tmp_path, capsys):
+  from tf_seqmodels import cli
+  out = tmp_path / "cli_export"
+  assert cli.main(["export", "hub", "--model", "bpnet", "--demo", "--output", str(out),
+                   "--no-tarball", "--training-data", "nothing"]) == 0
+  assert "parity: savedmodel, embedding, serving_default agree" in capsys.readouterr().out
+  assert read_metadata(str(out / "savedmodel"))["training_data"] == "nothing"
+  assert not (out / "model.tar.gz").exists()
+  assert cli.main(["export", "hub", "--model", "bpnet", "--demo", "--output", str(out)]) == 2
+  assert "already exists" in capsys.readouterr().err

@@ -1,0 +1,138 @@
+"""`tf-seqmodels contributions`: contribution scores of regions -> HDF5 (TF-MoDISco), bigWig, logos."""
+
+from __future__ import annotations
+
+import os
+
+from tf_seqmodels.cli_variants import add_model_arguments, load_model_and_runner
+
+METHODS = ("gradient_x_input", "ism", "deepshap", "attention", "window_ism")
+
+
+def add_parser(subparsers) -> None:
+  p = subparsers.add_parser("contributions", help="contribution scores of regions (gradient x "
+                            "input, ISM, DeepSHAP-style, attention) -> HDF5 + bigWig + logos")
+  add_model_arguments(p)
+  p.add_argument("--fasta", required=True)
+  p.add_argument("--regions", required=True, help="BED/narrowPeak; windows of the model's input "
+                 "length centred on the summit (narrowPeak column 10) or the region centre")
+  p.add_argument("--output-dir", required=True)
+  p.add_argument("--method", choices=METHODS, default="gradient_x_input")
+  p.add_argument("--head", default=None, help="target head (default: the model's first)")
+  p.add_argument("--target-tracks", type=int, nargs="*", help="track indices (default: all)")
+  p.add_argument("--target-bins", type=int, nargs=2, metavar=("START", "END"),
+                 help="positional bins [START, END) of the target (default: all)")
+  p.add_argument("--target-kind", choices=("sum", "mean", "profile"), default="sum",
+                 help="profile = ChromBPNet's mean-normalised softmax-weighted logits")
+  p.add_argument("--references", type=int, default=10, help="deepshap: shuffled references")
+  p.add_argument("--steps", type=int, default=8, help="deepshap: path steps per reference")
+  p.add_argument("--window-size", type=int, default=200, help="window_ism: the input is tiled "
+                 "into windows of this size, each replaced in turn (enhancer replacement)")
+  p.add_argument("--replacement", choices=("shuffle", "random", "N"), default="shuffle",
+                 help="window_ism: what replaces a window")
+  p.add_argument("--max-regions", type=int, default=None)
+  p.add_argument("--logos", type=int, default=3, help="logo PNGs for the first N regions")
+  p.add_argument("--logo-width", type=int, default=100, help="bp around the centre in a logo")
+  p.set_defaults(func=run)
+
+
+def run(args) -> int:
+  import numpy as np
+  from tqdm import tqdm
+  from tf_seqmodels.analysis import contributions as C
+  from tf_seqmodels.analysis.contribution_outputs import (write_contribution_bigwig,
+                                                          write_modisco_h5)
+  from tf_seqmodels.analysis.logos import plot_contribution_logo
+  from tf_seqmodels.analysis.regions import read_region_centres
+  from tf_seqmodels.analysis.variants import one_hot_indices
+  from tf_seqmodels.config import atomic_write_text
+  from tf_seqmodels.data.genome import Genome
+  model, runner = load_model_and_runner(args)
+  length = model.sequence_length
+  if length is None:
+    raise ValueError("the model has no fixed input length")
+  centres = read_region_centres(args.regions)[:args.max_regions]
+  if not centres:
+    raise ValueError(f"{args.regions}: no regions")
+  os.makedirs(args.output_dir, exist_ok=True)
+  with Genome(args.fasta) as genome:
+    chroms = [c for c, _ in centres]
+    starts = [p - length // 2 for _, p in centres]
+    one_hot = np.stack([one_hot_indices(genome.fetch_window(c, s, s + length))
+                        for c, s in zip(chroms, starts)])
+    chrom_sizes = dict(genome.chrom_sizes)
+  if args.method == "attention":
+    rows = C.attention_rows(model, one_hot, runner=runner, batch_size=args.batch_size)
+    path = os.path.join(args.output_dir, "attention.npz")
+    np.savez(path + ".tmp.npz", rows=rows, chroms=np.array(chroms), starts=np.array(starts))
+    os.replace(path + ".tmp.npz", path)
+    print(f"wrote attention rows {rows.shape} (centre query bin, mean over layers and heads) to {path}")
+    return 0
+  head = args.head or next(iter(model.position_axes), None)
+  if head is None:
+    raise ValueError("name the target head (--head)")
+  target = C.Target(head=head, kind=args.target_kind,
+                    tracks=tuple(args.target_tracks) if args.target_tracks else None,
+                    bins=tuple(args.target_bins) if args.target_bins else None)
+  if args.method == "window_ism":
+    return _run_window_ism(args, model, runner, target, one_hot, chroms, starts, chrom_sizes)
+  hypothetical = np.zeros_like(one_hot)
+  step = max(1, args.batch_size)
+  for i in tqdm(range(0, len(one_hot), step), desc=f"contributions ({args.method})", unit="batch",
+                disable=args.quiet):
+    x = one_hot[i:i + step]
+    if args.method == "gradient_x_input":
+      hypothetical[i:i + step] = C.gradients(model, x, target, runner, args.batch_size)
+    elif args.method == "deepshap":
+      hypothetical[i:i + step] = C.deepshap(model, x, target, runner, args.references, args.steps,
+                                            batch_size=args.batch_size * 4)
+    else:  # ISM deltas are the hypothetical scores of each base (0 for the reference base)
+      delta = C.ism(model, x, target, runner, batch_size=args.batch_size * 16)
+      hypothetical[i:i + step] = delta - delta.mean(-1, keepdims=True)
+  scores_path = os.path.join(args.output_dir, "scores.h5")
+  write_modisco_h5(scores_path, one_hot, hypothetical, chroms, starts,
+                   {"method": args.method, "target": target.to_json(), "model": model.name})
+  projected = (hypothetical * one_hot).sum(-1)
+  bigwig = os.path.join(args.output_dir, "contributions.bw")
+  write_contribution_bigwig(bigwig, chrom_sizes, chroms, starts, projected)
+  atomic_write_text(os.path.join(args.output_dir, "regions.bed"), "".join(
+      f"{c}\t{s}\t{s + length}\n" for c, s in zip(chroms, starts)))
+  half = min(args.logo_width, length) // 2
+  for k in range(min(args.logos, len(chroms))):
+    lo = length // 2 - half
+    plot_contribution_logo(os.path.join(args.output_dir, f"logo_{k}.png"),
+                           (hypothetical * one_hot)[k, lo:lo + 2 * half],
+                           title=f"{chroms[k]}:{starts[k] + lo}-{starts[k] + lo + 2 * half} "
+                           f"({args.method}, {head})", start=starts[k] + lo)
+  print(f"wrote {scores_path} (TF-MoDISco layout), {bigwig}, regions.bed and "
+        f"{min(args.logos, len(chroms))} logos for {len(chroms)} regions")
+  return 0
+
+
+def _run_window_ism(args, model, runner, target, one_hot, chroms, starts, chrom_sizes) -> int:
+  """Tiles each input into windows, replaces each in turn -> window_ism.tsv + bigWig."""
+  import numpy as np
+  from tqdm import tqdm
+  from tf_seqmodels.analysis import contributions as C
+  from tf_seqmodels.analysis.contribution_outputs import write_contribution_bigwig
+  from tf_seqmodels.config import atomic_write_text
+  length = one_hot.shape[1]
+  if not 0 < args.window_size <= length:
+    raise ValueError(f"--window-size must be in [1, {length}], got {args.window_size}")
+  windows = [(s, min(s + args.window_size, length)) for s in range(0, length, args.window_size)]
+  deltas = np.concatenate([
+      C.window_ism(model, one_hot[i:i + 1], target, windows, runner, args.replacement,
+                   batch_size=args.batch_size * 4, seed=i)
+      for i in tqdm(range(len(one_hot)), desc="window ism", unit="region", disable=args.quiet)])
+  rows = ["chrom\tstart\tend\tdelta"]
+  per_base = np.zeros((len(one_hot), length), np.float32)
+  for k in range(len(one_hot)):
+    for w, (s, e) in enumerate(windows):
+      rows.append(f"{chroms[k]}\t{starts[k] + s}\t{starts[k] + e}\t{deltas[k, w]:.6g}")
+      per_base[k, s:e] = deltas[k, w]
+  atomic_write_text(os.path.join(args.output_dir, "window_ism.tsv"), "\n".join(rows) + "\n")
+  write_contribution_bigwig(os.path.join(args.output_dir, "window_ism.bw"), chrom_sizes, chroms,
+                            starts, per_base)
+  print(f"wrote window_ism.tsv and window_ism.bw ({len(windows)} windows x {len(one_hot)} "
+        f"regions, f(replaced) - f(reference)) to {args.output_dir}")
+  return 0

@@ -1,0 +1,96 @@
+"""`tf-seqmodels score-variants`: alt - ref scores of a VCF against a FASTA -> HDF5 / TSV."""
+
+from __future__ import annotations
+
+import sys
+
+
+def add_model_arguments(p) -> None:
+  """Model-loading options shared by the DNA-analysis subcommands."""
+  p.add_argument("--model", required=True, help="training run directory, checkpoint (prefix or "
+                 "directory, with --model-name) or SavedModel directory")
+  p.add_argument("--model-name", help="registered model name for a bare checkpoint")
+  p.add_argument("--model-config", help="model config (.yaml/.json) for a bare checkpoint")
+  p.add_argument("--which", choices=("best", "latest"), default="best",
+                 help="checkpoint of a run directory")
+  p.add_argument("--without-bias", action="store_true", help="score the bias-corrected model "
+                 "of a bias-factorised model (ChromBPNet's no-bias model)")
+  p.add_argument("--strategy", choices=("default", "mirrored", "multiworker", "tpu"),
+                 default="default", help="distribute batches like the trainer")
+  p.add_argument("--cpu-devices", type=int, default=0,
+                 help="with --strategy mirrored on a CPU machine: logical CPU replicas")
+  p.add_argument("--batch-size", type=int, default=8)
+  p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def load_model_and_runner(args):
+  from tf_seqmodels.analysis.inference import BatchRunner, load_analysis_model
+  from tf_seqmodels.training.strategy import StrategyConfig, make_strategy
+  options = {"cpu_devices": args.cpu_devices} if args.cpu_devices else {}
+  info = make_strategy(StrategyConfig(kind=args.strategy, **options))
+  runner = BatchRunner(info)
+  model = load_analysis_model(args.model, model_name=args.model_name,
+                              model_config=args.model_config, which=args.which,
+                              without_bias=args.without_bias, strategy=info.strategy)
+  return model, runner
+
+
+def _tracks(specs) -> dict:
+  out = {}
+  for spec in specs or ():
+    head, _, indices = spec.partition(":")
+    if not indices:
+      raise ValueError(f"--tracks {spec!r}: expected HEAD:I,J,...")
+    out[head] = tuple(int(i) for i in indices.split(","))
+  return out
+
+
+def add_parser(subparsers) -> None:
+  p = subparsers.add_parser("score-variants", help="score VCF variants (alt - ref per head and "
+                            "track, RC/shift averaged) -> HDF5 or TSV")
+  add_model_arguments(p)
+  p.add_argument("--vcf", help="variants (.vcf or .vcf.gz)")
+  p.add_argument("--fasta", help="reference genome (indexed or indexable FASTA)")
+  p.add_argument("--pairs", help="instead of --vcf/--fasta: TSV of id, ref_sequence, "
+                 "alt_sequence of the model's length (e.g. DREAM challenge SNV pairs)")
+  p.add_argument("--output", required=True, help="scores: .h5 (all tracks, PCA) or .tsv")
+  p.add_argument("--heads", nargs="*", default=(), help="heads to score (default: all)")
+  p.add_argument("--tracks", nargs="*", help="track subsets, HEAD:I,J,... (default: all tracks)")
+  p.add_argument("--window-bins", type=int, help="sum this many output bins centred on the "
+                 "variant (or TSS); default: all bins")
+  p.add_argument("--genes", help="gene mode: BED of genes/TSSs (strand in column 6); windows are "
+                 "centred on each TSS within reach (defaults --window-bins to 3)")
+  p.add_argument("--statistics", nargs="+", default=("diff", "log_fc", "abs_diff"))
+  p.add_argument("--shifts", type=int, nargs="+", default=(0,), help="window shifts (bp) to "
+                 "average over, e.g. -1 0 1")
+  p.add_argument("--no-reverse-complement", action="store_true")
+  p.add_argument("--sequence-length", type=int, help="input length (default: the model's)")
+  p.add_argument("--pca", type=int, default=0, metavar="K",
+                 help="add a K-component PCA summary of each score matrix (HDF5 only; 20 = the "
+                 "Enformer release format)")
+  p.set_defaults(func=run)
+
+
+def run(args) -> int:
+  from tf_seqmodels.analysis.variants import (VariantScoringConfig, score_pairs_file,
+                                              score_vcf)
+  if not args.pairs and not (args.vcf and args.fasta):
+    raise ValueError("give --vcf and --fasta, or --pairs")
+  model, runner = load_model_and_runner(args)
+  window = args.window_bins if args.window_bins or not args.genes else 3
+  config = VariantScoringConfig(heads=tuple(args.heads), tracks=_tracks(args.tracks),
+                                window_bins=window, statistics=tuple(args.statistics),
+                                reverse_complement=not args.no_reverse_complement,
+                                shifts=tuple(args.shifts), sequence_length=args.sequence_length,
+                                batch_size=args.batch_size)
+  if args.pairs:
+    count = score_pairs_file(model, args.pairs, args.output, config, runner=runner)
+    print(f"scored {count} sequence pairs -> {args.output}")
+    return 0
+  result = score_vcf(model, args.vcf, args.fasta, args.output, config, runner=runner,
+                     genes_bed=args.genes, pca_components=args.pca, progress=not args.quiet)
+  print(f"scored {result['scored']} variants -> {result['output']}; {result['skipped']} not "
+        f"scored (listed in {result['skipped_file']})")
+  for reason in result["skipped_reasons"][:10]:
+    print(f"  skipped: {reason}", file=sys.stderr)
+  return 0

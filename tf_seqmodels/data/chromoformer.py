@@ -1,0 +1,568 @@
+"""Chromoformer inputs: histone-mark signal around TSSs + promoter-interacting pCREs.
+
+    genes = read_gene_table("genes.tsv")                # gene_id chrom tss strand expression
+    pcres = read_interactions("loops.bedpe", genes, config)   # or the reference's table
+    with BigWigSource(["H3K4me1.bw", ...]) as source:
+      data = build_examples(genes, pcres, source, config)    # {"inputs", "targets"}
+
+    # users of the reference implementation: its metadata.csv + per-region .npy files
+    genes, pcres = read_reference_metadata("train.csv", config)
+    data = build_examples(genes, pcres, ReferenceNpySource("npy_dir"), config)
+
+Per gene and bin size b (the reference's `ChromoformerDataset`):
+
+- the promoter window is `window_size` bp centred on the TSS; per mark the signal is averaged
+  over b-bp bins, then log(x + 1); minus-strand promoters are flipped (the TSS stays at bin
+  L // 2, upstream comes first);
+- each pCRE region (<= window_size bp) is binned the same way (never flipped) and centre-padded
+  to L = window_size // b bins with left padding ceil((L - n) / 2); masks mark real bins;
+- pCREs: interactions with score > min_score whose region is at most window_size bp, the
+  `max_pcres` highest-scoring first; empty slots are zeros with pcre_present = 0;
+- interaction_freq[0, i + 1] = score of pCRE i (row 0 only, as the reference).
+
+Targets: "label" (1 if expression >= the median of the table, unless given) and "expression"
+= log2(expression + 1) (the regressor's target). Cross-validation: 4 chromosome groups
+("split" 1..4); fold k validates on group k and trains on the other three, as the reference.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import re
+from typing import Iterable, Literal, Mapping, Optional, Sequence, Union
+
+import numpy as np
+import tensorflow as tf
+
+from tf_seqmodels.config import Config, ConfigError
+
+PathLike = Union[str, os.PathLike]
+REFERENCE_MARKS = ("H3K4me1", "H3K4me3", "H3K9me3", "H3K27me3", "H3K36me3", "H3K27ac", "H3K9ac")
+NUM_FOLDS = 4
+
+
+class ChromoformerDataError(ValueError):
+  """Malformed Chromoformer input files (named in the message)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ChromoformerDataConfig(Config):
+  """How examples are cut (match the model's ChromoformerConfig: `from_model_config`)."""
+
+  bin_sizes: tuple[int, ...] = (2000, 500, 100)
+  window_size: int = 40000
+  max_pcres: int = 8
+  num_marks: int = 7
+  min_score: float = 1.5
+
+  def validate(self) -> None:
+    for size in self.bin_sizes:
+      if size < 1 or self.window_size % size:
+        raise ConfigError(f"ChromoformerDataConfig: bin size {size} must divide window_size "
+                          f"{self.window_size}")
+    if self.max_pcres < 1 or self.num_marks < 1:
+      raise ConfigError("ChromoformerDataConfig: max_pcres and num_marks must be >= 1")
+
+  @classmethod
+  def from_model_config(cls, model_config, **overrides) -> "ChromoformerDataConfig":
+    return cls(bin_sizes=model_config.bin_sizes, window_size=model_config.window_size,
+               max_pcres=model_config.max_pcres, num_marks=model_config.num_marks, **overrides)
+
+
+@dataclasses.dataclass(frozen=True)
+class Gene:
+  gene_id: str
+  chrom: str
+  tss: int
+  strand: str
+  expression: float = math.nan  # RPKM
+  label: Optional[int] = None
+  split: Optional[int] = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Pcre:
+  chrom: str
+  start: int
+  end: int
+  score: float
+
+
+# --- binning ----------------------------------------------------------------------------------
+
+def bin_region(signal: np.ndarray, bin_size: int, num_bins: int) -> tuple[np.ndarray, np.ndarray]:
+  """Mean over `bin_size`-bp bins, log(x + 1), centre-padded to `num_bins`.
+
+  Args:
+    signal: [F, N] per-bp signal (N <= bin_size x num_bins; the last bin may be partial and
+      is averaged over its own length, as the reference).
+  Returns:
+    (binned [num_bins, F] float32, valid [num_bins] float32), with ceil((num_bins - n) / 2)
+    padding bins on the left.
+  """
+  signal = np.asarray(signal, np.float64)
+  marks, length = signal.shape
+  n = math.ceil(length / bin_size)
+  if n > num_bins:
+    raise ChromoformerDataError(f"region of {length} bp needs {n} bins of {bin_size} bp, more "
+                                f"than the {num_bins} of the window")
+  binned = np.zeros([num_bins, marks], np.float32)
+  valid = np.zeros([num_bins], np.float32)
+  left = math.ceil((num_bins - n) / 2)
+  for i in range(n):
+    binned[left + i] = np.log(signal[:, i * bin_size:(i + 1) * bin_size].mean(axis=1) + 1.0)
+  valid[left:left + n] = 1.0
+  return binned, valid
+
+
+def example_arrays(promoter: np.ndarray, strand: str, pcres: Sequence[np.ndarray],
+                   scores: Sequence[float], config: ChromoformerDataConfig) -> dict[str, np.ndarray]:
+  """One gene's model inputs (`models.chromoformer.input_shapes`, no batch dimension).
+
+  Args:
+    promoter: [F, window_size] signal centred on the TSS (genome orientation).
+    strand: "+" or "-" ("-" flips the promoter).
+    pcres: up to max_pcres [F, length] signals, in slot order; scores: their scores.
+  """
+  if strand not in ("+", "-"):
+    raise ChromoformerDataError(f"strand must be '+' or '-', got {strand!r}")
+  if len(pcres) > config.max_pcres or len(pcres) != len(scores):
+    raise ChromoformerDataError(f"{len(pcres)} pCREs with {len(scores)} scores for "
+                                f"{config.max_pcres} slots")
+  if promoter.shape != (config.num_marks, config.window_size):
+    raise ChromoformerDataError(f"promoter signal must be [{config.num_marks}, "
+                                f"{config.window_size}], got {list(promoter.shape)}")
+  out: dict[str, np.ndarray] = {}
+  slots = config.max_pcres
+  for size in config.bin_sizes:
+    bins = config.window_size // size
+    x, valid = bin_region(promoter, size, bins)
+    if strand == "-":
+      x, valid = x[::-1], valid[::-1]
+    out[f"promoter_{size}"] = np.ascontiguousarray(x)
+    out[f"promoter_mask_{size}"] = np.ascontiguousarray(valid)
+    pcre_x = np.zeros([slots, bins, config.num_marks], np.float32)
+    pcre_valid = np.zeros([slots, bins], np.float32)
+    for i, signal in enumerate(pcres):
+      if signal.shape[0] != config.num_marks:
+        raise ChromoformerDataError(f"pCRE {i} has {signal.shape[0]} marks, expected "
+                                    f"{config.num_marks}")
+      pcre_x[i], pcre_valid[i] = bin_region(signal, size, bins)
+    out[f"pcre_{size}"] = pcre_x
+    out[f"pcre_mask_{size}"] = pcre_valid
+  present = np.zeros([slots], np.float32)
+  present[:len(pcres)] = 1.0
+  freq = np.zeros([slots + 1, slots + 1], np.float32)
+  freq[0, 1:len(scores) + 1] = scores
+  out["pcre_present"] = present
+  out["interaction_freq"] = freq
+  return out
+
+
+# --- tables -------------------------------------------------------------------------------------
+
+def _read_table(path: PathLike):
+  import pandas as pd
+  path = os.fspath(path)
+  if not os.path.exists(path):
+    raise ChromoformerDataError(f"{path}: file not found")
+  sep = "," if path.endswith(".csv") else "\t"
+  return pd.read_csv(path, sep=sep)
+
+
+def _require_columns(table, columns: Iterable[str], path) -> None:
+  missing = [c for c in columns if c not in table.columns]
+  if missing:
+    raise ChromoformerDataError(f"{path}: missing column(s) {missing}; has {list(table.columns)}")
+
+
+def _natural_key(chrom: str):
+  return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", chrom)]
+
+
+def assign_chromosome_splits(chroms: Iterable[str], num_folds: int = NUM_FOLDS) -> dict[str, int]:
+  """Chromosome -> group 1..num_folds, round-robin in natural order (chr1 -> 1, chr2 -> 2, ...)."""
+  ordered = sorted(set(chroms), key=_natural_key)
+  return {c: i % num_folds + 1 for i, c in enumerate(ordered)}
+
+
+def _with_labels_and_splits(genes: list[Gene]) -> list[Gene]:
+  expressions = np.array([g.expression for g in genes], np.float64)
+  finite = expressions[np.isfinite(expressions)]
+  median = float(np.median(finite)) if finite.size else math.nan
+  splits = assign_chromosome_splits(g.chrom for g in genes)
+  result = []
+  for g in genes:
+    label = g.label
+    if label is None and math.isfinite(g.expression):
+      label = int(g.expression >= median)
+    result.append(dataclasses.replace(g, label=label,
+                                      split=g.split if g.split is not None else splits[g.chrom]))
+  return result
+
+
+def read_gene_table(path: PathLike) -> list[Gene]:
+  """TSS table (TSV, or CSV by extension): gene_id, chrom, tss, strand [, expression (RPKM),
+  label, split]. Missing labels: expression >= median; missing splits: chromosome groups."""
+  table = _read_table(path)
+  _require_columns(table, ("gene_id", "chrom", "tss", "strand"), path)
+  bad = sorted(set(table["strand"]) - {"+", "-"})
+  if bad:
+    raise ChromoformerDataError(f"{path}: strand must be '+' or '-', found {bad}")
+  genes = []
+  for row in table.itertuples(index=False):
+    genes.append(Gene(str(row.gene_id), str(row.chrom), int(row.tss), str(row.strand),
+                      float(getattr(row, "expression", math.nan)),
+                      int(row.label) if hasattr(row, "label") else None,
+                      int(row.split) if hasattr(row, "split") else None))
+  return _with_labels_and_splits(genes)
+
+
+def parse_region(text: str) -> tuple[str, int, int]:
+  """'chr1:100-200' -> ('chr1', 100, 200)."""
+  match = re.fullmatch(r"\s*([^:\s]+):(\d+)-(\d+)\s*", text)
+  if not match:
+    raise ChromoformerDataError(f"region {text!r} is not chrom:start-end")
+  return match.group(1), int(match.group(2)), int(match.group(3))
+
+
+def select_pcres(candidates: Iterable[Pcre], config: ChromoformerDataConfig) -> list[Pcre]:
+  """score > min_score, length <= window_size, the max_pcres highest scores (stable order)."""
+  kept = [p for p in candidates
+          if p.score > config.min_score and 0 < p.end - p.start <= config.window_size]
+  kept.sort(key=lambda p: -p.score)
+  unique, seen = [], set()
+  for p in kept:
+    if (p.chrom, p.start, p.end) not in seen:
+      seen.add((p.chrom, p.start, p.end))
+      unique.append(p)
+  return unique[:config.max_pcres]
+
+
+def read_interactions(path: PathLike, genes: Sequence[Gene],
+                      config: ChromoformerDataConfig) -> dict[str, list[Pcre]]:
+  """gene_id -> selected pCREs, from a BEDPE file or a promoter-fragment table.
+
+  BEDPE (no header): chrom1 start1 end1 chrom2 start2 end2 [name] score ...; the score is
+  column 8 (column 7 when there are only 7). An anchor containing a gene's TSS is its
+  promoter and the other anchor (same chromosome, not containing the TSS) its pCRE.
+  Promoter-fragment table (header): gene_id, fragment ("chrom:start-end"), score — the
+  reference's normalised promoter-capture scores.
+  """
+  import pandas as pd
+  path = os.fspath(path)
+  if not os.path.exists(path):
+    raise ChromoformerDataError(f"{path}: file not found")
+  candidates: dict[str, list[Pcre]] = {g.gene_id: [] for g in genes}
+  with open(path) as handle:
+    first = handle.readline()
+  if "gene_id" in first:
+    table = _read_table(path)
+    _require_columns(table, ("gene_id", "fragment", "score"), path)
+    for row in table.itertuples(index=False):
+      if str(row.gene_id) in candidates:
+        chrom, start, end = parse_region(str(row.fragment))
+        candidates[str(row.gene_id)].append(Pcre(chrom, start, end, float(row.score)))
+  else:
+    table = pd.read_csv(path, sep="\t", header=None, comment="#")
+    if table.shape[1] < 7:
+      raise ChromoformerDataError(f"{path}: BEDPE needs >= 7 columns (anchors + score), got "
+                                  f"{table.shape[1]}")
+    score_column = 7 if table.shape[1] >= 8 else 6
+    by_chrom: dict[str, list[Gene]] = {}
+    for g in genes:
+      by_chrom.setdefault(g.chrom, []).append(g)
+    for row in table.itertuples(index=False):
+      c1, s1, e1, c2, s2, e2 = row[0], int(row[1]), int(row[2]), row[3], int(row[4]), int(row[5])
+      if c1 != c2:
+        continue
+      score = float(row[score_column])
+      for g in by_chrom.get(str(c1), ()):
+        in_first, in_second = s1 <= g.tss < e1, s2 <= g.tss < e2
+        # An interaction with the TSS in both anchors links the promoter to itself.
+        if in_first and not in_second:
+          candidates[g.gene_id].append(Pcre(str(c2), s2, e2, score))
+        elif in_second and not in_first:
+          candidates[g.gene_id].append(Pcre(str(c1), s1, e1, score))
+  return {gene: select_pcres(found, config) for gene, found in candidates.items()}
+
+
+def read_reference_metadata(path: PathLike, config: ChromoformerDataConfig
+                            ) -> tuple[list[Gene], dict[str, list[Pcre]]]:
+  """The reference's metadata.csv: gene_id, label, expression, chrom, start (the TSS), end,
+  strand, split, neighbors ("chr:s-e;..."), scores (";"-joined). pCREs are re-selected
+  with `select_pcres` (the reference's files are already filtered)."""
+  table = _read_table(path)
+  _require_columns(table, ("gene_id", "chrom", "start", "strand", "neighbors", "scores"), path)
+  genes, pcres = [], {}
+  for row in table.itertuples(index=False):
+    gene = Gene(str(row.gene_id), str(row.chrom), int(row.start), str(row.strand),
+                float(getattr(row, "expression", math.nan)),
+                int(row.label) if hasattr(row, "label") else None,
+                int(row.split) if hasattr(row, "split") else None)
+    genes.append(gene)
+    found = []
+    if isinstance(row.neighbors, str) and row.neighbors:
+      regions = row.neighbors.split(";")
+      scores = [float(s) for s in str(row.scores).split(";")]
+      if len(scores) != len(regions):
+        raise ChromoformerDataError(f"{path}: gene {gene.gene_id} has {len(regions)} neighbors "
+                                    f"but {len(scores)} scores")
+      found = [Pcre(*parse_region(r), s) for r, s in zip(regions, scores)]
+    pcres[gene.gene_id] = select_pcres(found, dataclasses.replace(config, min_score=-math.inf))
+  return _with_labels_and_splits(genes), pcres
+
+
+# --- signal sources -----------------------------------------------------------------------------
+
+class BigWigSource:
+  """Per-bp marks [F, N] from one bigWig per mark (missing data and off-chromosome = 0)."""
+
+  def __init__(self, paths: Sequence[PathLike]):
+    from tf_seqmodels.data.genome import BigWigSignal
+    if not paths:
+      raise ChromoformerDataError("BigWigSource needs one bigWig per histone mark")
+    self._tracks = [BigWigSignal(p) for p in paths]
+
+  @property
+  def num_marks(self) -> int:
+    return len(self._tracks)
+
+  def region(self, chrom: str, start: int, end: int) -> np.ndarray:
+    return np.stack([t.window_values(chrom, start, end) for t in self._tracks])
+
+  def promoter(self, gene: Gene, window_size: int) -> np.ndarray:
+    return self.region(gene.chrom, gene.tss - window_size // 2, gene.tss + window_size // 2)
+
+  def close(self) -> None:
+    for t in self._tracks:
+      t.close()
+
+  def __enter__(self) -> "BigWigSource":
+    return self
+
+  def __exit__(self, *exc) -> None:
+    self.close()
+
+
+class ReferenceNpySource:
+  """The reference's per-region arrays: `{npy_dir}/{chrom}:{start}-{end}.npy`, [F, end - start];
+  promoters are stored as TSS +- 20 kb and cropped to the window."""
+
+  REFERENCE_HALF_WINDOW = 20000
+
+  def __init__(self, npy_dir: PathLike):
+    self.npy_dir = os.fspath(npy_dir)
+    if not os.path.isdir(self.npy_dir):
+      raise ChromoformerDataError(f"{self.npy_dir}: not a directory")
+
+  def region(self, chrom: str, start: int, end: int) -> np.ndarray:
+    path = os.path.join(self.npy_dir, f"{chrom}:{start}-{end}.npy")
+    if not os.path.exists(path):
+      raise ChromoformerDataError(f"{path}: region file not found")
+    return np.asarray(np.load(path), np.float32)
+
+  def promoter(self, gene: Gene, window_size: int) -> np.ndarray:
+    half = self.REFERENCE_HALF_WINDOW
+    if window_size > 2 * half:
+      raise ChromoformerDataError(f"reference promoter files hold {2 * half} bp, window_size "
+                                  f"is {window_size}")
+    x = self.region(gene.chrom, gene.tss - half, gene.tss + half)
+    return x[:, half - window_size // 2:half + window_size // 2]
+
+  def close(self) -> None:
+    pass
+
+  def __enter__(self) -> "ReferenceNpySource":
+    return self
+
+  def __exit__(self, *exc) -> None:
+    pass
+
+
+# --- examples -----------------------------------------------------------------------------------
+
+@dataclasses.dataclass
+class ChromoformerExamples:
+  """Stacked inputs {name: [N, ...]}, targets {"label" [N] int32, "expression" [N]} and the
+  genes' ids / splits (`active_enhancer` [N]: synthetic data's interaction-driven part)."""
+
+  inputs: dict[str, np.ndarray]
+  targets: dict[str, np.ndarray]
+  gene_ids: list[str]
+  splits: np.ndarray
+  active_enhancer: Optional[np.ndarray] = None
+
+  def __len__(self) -> int:
+    return len(self.gene_ids)
+
+  def subset(self, rows) -> "ChromoformerExamples":
+    rows = np.asarray(rows)
+    return ChromoformerExamples({k: v[rows] for k, v in self.inputs.items()},
+                                {k: v[rows] for k, v in self.targets.items()},
+                                [self.gene_ids[i] for i in rows], self.splits[rows],
+                                None if self.active_enhancer is None
+                                else self.active_enhancer[rows])
+
+  def fold(self, fold: int) -> tuple["ChromoformerExamples", "ChromoformerExamples"]:
+    """(train, valid) of cross-validation fold 1..4: valid = split `fold`."""
+    if not 1 <= fold <= NUM_FOLDS:
+      raise ValueError(f"fold must be in 1..{NUM_FOLDS}, got {fold}")
+    valid = self.splits == fold
+    return self.subset(np.flatnonzero(~valid)), self.subset(np.flatnonzero(valid))
+
+  def dataset(self, batch_size: int, shuffle: bool = False, seed: int = 0) -> tf.data.Dataset:
+    """(inputs dict, targets dict) batches; seeded reshuffling each epoch when `shuffle`."""
+    ds = tf.data.Dataset.from_tensor_slices((self.inputs, self.targets))
+    if shuffle:
+      ds = ds.shuffle(len(self), seed=seed, reshuffle_each_iteration=True)
+    return ds.batch(batch_size)
+
+
+def build_examples(genes: Sequence[Gene], pcres: Mapping[str, Sequence[Pcre]], source,
+                   config: ChromoformerDataConfig, progress: bool = True) -> ChromoformerExamples:
+  """Reads every gene's promoter and pCREs from `source` (BigWigSource / ReferenceNpySource)."""
+  from tqdm.auto import tqdm
+  rows: list[dict[str, np.ndarray]] = []
+  for gene in tqdm(genes, desc="chromoformer examples", unit="gene", disable=not progress):
+    chosen = list(pcres.get(gene.gene_id, ()))[:config.max_pcres]
+    promoter = source.promoter(gene, config.window_size)
+    if promoter.shape[0] != config.num_marks:
+      raise ChromoformerDataError(f"the signal source has {promoter.shape[0]} marks, the config "
+                                  f"{config.num_marks}")
+    signals = [source.region(p.chrom, p.start, p.end) for p in chosen]
+    rows.append(example_arrays(promoter, gene.strand, signals, [p.score for p in chosen], config))
+  if not rows:
+    raise ChromoformerDataError("no genes to build examples from")
+  inputs = {k: np.stack([r[k] for r in rows]) for k in rows[0]}
+  expression = np.array([g.expression for g in genes], np.float64)
+  targets = {"label": np.array([-1 if g.label is None else g.label for g in genes], np.int32),
+             "expression": np.log2(np.nan_to_num(expression, nan=0.0) + 1.0).astype(np.float32)}
+  return ChromoformerExamples(inputs, targets, [g.gene_id for g in genes],
+                              np.array([g.split or 0 for g in genes], np.int64))
+
+
+# --- synthetic data with a known rule -----------------------------------------------------------
+
+PROMOTER_MARK = 1   # H3K4me3 in the reference's order
+ENHANCER_MARK = 5   # H3K27ac
+DECOY_MARK = 3      # H3K27me3
+
+
+def synthetic_examples(num_genes: int, config: ChromoformerDataConfig, seed: int = 0,
+                       enhancer_weight: float = 1.5) -> ChromoformerExamples:
+  """Genes whose expression follows a known rule, through the real binning code.
+
+      z = a + enhancer_weight * e * present_0
+      expression (RPKM) = 2^(z + 3) - 1        (so log2(RPKM + 1) = z + 3)
+      label = z >= median(z)
+
+  a ~ N(0, 1) is promoter activity: mark PROMOTER_MARK over the promoter reads ~ max(0, 1 + a)
+  after log(x + 1). The top-scoring pCRE (slot 0, present with probability 0.7, score in
+  [3, 4]) is an enhancer with activity e ~ Bernoulli(0.5): mark ENHANCER_MARK reads ~ 2e.
+  Further slots hold decoy pCREs (probability 0.5, score in [1.6, 2.5]) marked only by
+  DECOY_MARK, which never affect expression. pCRE regions have random lengths (padded bins)
+  and 30% of genes are on the minus strand. Splits: 4 groups, gene i -> i % 4 + 1.
+  """
+  if config.num_marks <= max(PROMOTER_MARK, ENHANCER_MARK, DECOY_MARK):
+    raise ValueError(f"synthetic data needs >= {ENHANCER_MARK + 1} marks, got {config.num_marks}")
+  rng = np.random.default_rng(seed)
+  w, marks = config.window_size, config.num_marks
+  smallest = min(config.bin_sizes)
+  rows, z_values, activities = [], [], []
+  for _ in range(num_genes):
+    a = rng.normal()
+    promoter = rng.gamma(1.0, 0.05, size=(marks, w))
+    promoter[PROMOTER_MARK] += np.expm1(max(0.0, 1.0 + a))
+    strand = "-" if rng.random() < 0.3 else "+"
+    signals, scores = [], []
+    e = float(rng.random() < 0.5)
+    present0 = rng.random() < 0.7
+    if present0:
+      length = int(rng.integers(w // (4 * smallest), w // smallest + 1)) * smallest
+      enhancer = rng.gamma(1.0, 0.05, size=(marks, length))
+      enhancer[ENHANCER_MARK] += np.expm1(2.0 * e)
+      signals.append(enhancer)
+      scores.append(float(rng.uniform(3.0, 4.0)))
+    for _ in range(config.max_pcres - len(signals)):
+      if rng.random() < 0.5:
+        length = int(rng.integers(w // (4 * smallest), w // smallest + 1)) * smallest
+        decoy = rng.gamma(1.0, 0.05, size=(marks, length))
+        decoy[DECOY_MARK] += np.expm1(2.0 * float(rng.random() < 0.5))
+        signals.append(decoy)
+        scores.append(float(rng.uniform(1.6, 2.5)))
+    rows.append(example_arrays(promoter.astype(np.float32), strand, signals, scores, config))
+    z_values.append(a + enhancer_weight * e * float(present0))
+    activities.append(e * float(present0))
+  z = np.array(z_values)
+  inputs = {k: np.stack([r[k] for r in rows]) for k in rows[0]}
+  targets = {"label": (z >= np.median(z)).astype(np.int32),
+             "expression": (z + 3.0).astype(np.float32)}
+  return ChromoformerExamples(inputs, targets, [f"gene{i}" for i in range(num_genes)],
+                              np.arange(num_genes) % NUM_FOLDS + 1,
+                              np.array(activities, np.float32))
+
+
+# --- training-config data builder (`data.type: chromoformer`) ----------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class ChromoformerBuilderOptions(Config):
+  """`data.options` of `data.type: chromoformer`; windows, bins and slots follow the model.
+
+  source: "synthetic" (`synthetic_examples`), "bigwig" (genes TSS table + interactions
+  BEDPE / promoter-fragment table + one bigWig per mark, in the model's mark order) or
+  "reference" (the reference's metadata.csv + npy_dir). fold: cross-validation fold 1..4
+  (validation = chromosome group `fold`, training = the other three); null trains on all.
+  """
+
+  source: Literal["synthetic", "bigwig", "reference"] = "synthetic"
+  fold: Optional[int] = 1
+  examples: int = 512  # synthetic
+  genes: str = ""  # bigwig
+  interactions: str = ""  # bigwig (optional: no pCREs without it)
+  bigwigs: tuple[str, ...] = ()  # bigwig
+  metadata: str = ""  # reference
+  npy_dir: str = ""  # reference
+  min_score: float = 1.5
+  seed: int = 0
+
+  def validate(self) -> None:
+    def fail(msg):
+      raise ConfigError(f"chromoformer data: {msg}")
+
+    if self.fold is not None and not 1 <= self.fold <= NUM_FOLDS:
+      fail(f"fold must be 1..{NUM_FOLDS} or null, got {self.fold}")
+    if self.source == "synthetic" and self.examples < 2:
+      fail("examples must be >= 2")
+    if self.source == "bigwig" and (not self.genes or not self.bigwigs):
+      fail("source 'bigwig' needs options.genes and options.bigwigs (one per mark)")
+    if self.source == "reference" and (not self.metadata or not self.npy_dir):
+      fail("source 'reference' needs options.metadata and options.npy_dir")
+
+
+def builder_examples(options: ChromoformerBuilderOptions, model_config
+                     ) -> tuple[ChromoformerExamples, Optional[ChromoformerExamples]]:
+  """(train, valid or None) examples of a data-builder section for a Chromoformer config."""
+  if not hasattr(model_config, "bin_sizes") or not hasattr(model_config, "max_pcres"):
+    raise ConfigError("data.type chromoformer needs a Chromoformer model (model.name: "
+                      "chromoformer)")
+  config = ChromoformerDataConfig.from_model_config(model_config, min_score=options.min_score)
+  if options.source == "synthetic":
+    examples = synthetic_examples(options.examples, config, seed=options.seed)
+  elif options.source == "bigwig":
+    if len(options.bigwigs) != config.num_marks:
+      raise ConfigError(f"chromoformer data: {len(options.bigwigs)} bigWigs for a model of "
+                        f"{config.num_marks} marks")
+    genes = read_gene_table(options.genes)
+    pcres = read_interactions(options.interactions, genes, config) if options.interactions else {}
+    with BigWigSource(options.bigwigs) as source:
+      examples = build_examples(genes, pcres, source, config)
+  else:
+    genes, pcres = read_reference_metadata(options.metadata, config)
+    examples = build_examples(genes, pcres, ReferenceNpySource(options.npy_dir), config)
+  if options.fold is None:
+    return examples, None
+  train, valid = examples.fold(options.fold)
+  return train, (valid if len(valid) else None)
