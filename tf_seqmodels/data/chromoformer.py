@@ -111,14 +111,18 @@ def bin_region(signal: np.ndarray, bin_size: int, num_bins: int) -> tuple[np.nda
   binned = np.zeros([num_bins, marks], np.float32)
   valid = np.zeros([num_bins], np.float32)
   left = math.ceil((num_bins - n) / 2)
-  for i in range(n):
-    binned[left + i] = np.log(signal[:, i * bin_size:(i + 1) * bin_size].mean(axis=1) + 1.0)
+  if n:
+    starts = np.arange(n) * bin_size
+    widths = np.minimum(starts + bin_size, length) - starts
+    means = np.add.reduceat(signal, starts, axis=1) / widths  # [F, n]
+    binned[left:left + n] = np.log(means + 1.0).T
   valid[left:left + n] = 1.0
   return binned, valid
 
 
 def example_arrays(promoter: np.ndarray, strand: str, pcres: Sequence[np.ndarray],
-                   scores: Sequence[float], config: ChromoformerDataConfig) -> dict[str, np.ndarray]:
+                   scores: Sequence[float],
+                   config: ChromoformerDataConfig) -> dict[str, np.ndarray]:
   """One gene's model inputs (`models.chromoformer.input_shapes`, no batch dimension).
 
   Args:

@@ -193,8 +193,8 @@ class Chromoformer(SequenceModel):
   def check_inputs(self, inputs) -> None:
     """Raises SequenceError naming missing/unknown keys or wrong shapes."""
     if not isinstance(inputs, Mapping):
-      raise SequenceError(f"Chromoformer takes a dict of inputs {sorted(input_shapes(self.config))}, "
-                          f"got {type(inputs).__name__}")
+      raise SequenceError(f"Chromoformer takes a dict of inputs "
+                          f"{sorted(input_shapes(self.config))}, got {type(inputs).__name__}")
     expected = input_shapes(self.config)
     missing = [k for k in expected if k not in inputs]
     if missing:
@@ -226,9 +226,9 @@ class Chromoformer(SequenceModel):
     """Regulation-transformer input tokens [B, 1 + I, C] and their validity [B, 1 + I]."""
     i = self.resolution(size)
     promoter_all, promoter_centre = self.embedding[i](inputs[f"promoter_{size}"],
-                                                         inputs[f"promoter_mask_{size}"])
+                                                      inputs[f"promoter_mask_{size}"])
     pcres = self.pairwise[i](promoter_all, inputs[f"pcre_{size}"],
-                                inputs[f"promoter_mask_{size}"], inputs[f"pcre_mask_{size}"])
+                             inputs[f"promoter_mask_{size}"], inputs[f"pcre_mask_{size}"])
     present = inputs[PCRE_PRESENT]
     valid = tf.concat([tf.ones_like(present[:, :1]), present], axis=1)
     return tf.concat([promoter_centre[:, tf.newaxis], pcres], axis=1), valid
@@ -255,6 +255,8 @@ class Chromoformer(SequenceModel):
   def attention_weights(self, inputs) -> tf.Tensor:
     """Regulation-transformer attention at inference, [B, resolutions x layers, heads,
     1 + I, 1 + I] (resolution-major; token 0 is the promoter, token i the pCRE in slot i)."""
+    if not self.config.regulation_layers:
+      raise NotImplementedError("this Chromoformer has no regulation (attention) layers")
     weights = []
     for size in self.config.bin_sizes:
       for layer in range(self.config.regulation_layers):

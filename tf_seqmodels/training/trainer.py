@@ -313,7 +313,8 @@ class Trainer:
 
   def build(self, input_spec: tf.TensorSpec) -> None:
     """Creates the model's variables and the optimizer's slots for inputs like `input_spec`
-    ([B, L, C]; L must be static or the model's `sequence_length`)."""
+    ([B, L, C]; L must be static or the model's `sequence_length`; or a dict of specs with
+    static non-batch shapes for multi-input models)."""
     if self.built:
       return
     if isinstance(input_spec, tf.TensorSpec):
