@@ -62,7 +62,19 @@ def test_evaluate_a_trained_track_run_on_its_valid_and_test_splits(tmp_path, cap
                "browser_example_1.png"):
     assert (out / name).stat().st_size > 0, name
 
+  # The run directory alone (config recorded in run.json), with the data section given apart.
+  import yaml
+  (tmp_path / "data.yaml").write_text(yaml.safe_dump(config.data.to_dict()))
+  recorded = tmp_path / "recorded"
+  assert cli.main(["evaluate", "--model", config.run_dir, "--data", str(tmp_path / "data.yaml"),
+                   "--out", str(recorded), "--quiet"]) == 0
+  again = json.loads((recorded / "report.json").read_text())
+  assert again["sections"][0]["metrics"]["pearson"] == pytest.approx(
+      valid["pearson"], abs=1e-4)
+
   capsys.readouterr()
+  assert cli.main(["evaluate", "--model", str(tmp_path), "--quiet"]) == 2
+  assert "not a training run directory" in capsys.readouterr().err
   assert cli.main(["evaluate", "--config", str(path), "--split", "holdout", "--quiet"]) == 2
   assert "no 'holdout' split" in capsys.readouterr().err
   assert cli.main(["evaluate", "--list"]) == 0

@@ -98,6 +98,7 @@ def test_export_every_family_and_reload_without_the_package(tmp_path):
       "enformer": build_model("enformer", TINY_ENFORMER),
       "dream_cnn": build_model("dream_cnn", get_entry("dream_cnn").demo_config()),
       "chrombpnet": build_model("chrombpnet", get_entry("chrombpnet").demo_config()),
+      "chromoformer": build_model("chromoformer", get_entry("chromoformer").demo_config()),
       "toy_multi": ToyMultiInput(),
   }
   cases = {}
@@ -148,6 +149,7 @@ def test_export_every_family_and_reload_without_the_package(tmp_path):
   assert report["chrombpnet"]["metadata"]["input_spec"]["shape"] == [None, 512, 4]  # fixed
   assert report["enformer"]["metadata"]["track_names"]["human"][4] == "t4"
   assert report["toy_multi"]["metadata"]["input_spec"]["mask"]["shape"] == [None, 6]
+  assert "interaction_freq" in report["chromoformer"]["metadata"]["input_spec"]
   assert report["dream_cnn"]["tarball_diff"] < 1e-5
   assert report["dream_cnn"]["keras_diff"] < 1e-5
   assert report["dream_cnn"]["keras_trainable"] == len(models["dream_cnn"].trainable_variables)

@@ -39,7 +39,8 @@ def _trial_dirs(project):
 
 
 def test_spaces_are_declared_and_applied_to_the_run_config():
-  for family in ("enformer", "dream_cnn", "dream_rnn", "dream_attn", "chrombpnet"):
+  for family in ("enformer", "dream_cnn", "dream_rnn", "dream_attn", "chrombpnet",
+                 "chromoformer"):
     assert search_space(family)
   assert "task.options.counts_loss_weight" in FAMILY_SPACES["chrombpnet"]
   space = search_space("dream_cnn", {"optimizer.learning_rate": {"type": "float", "min": 0.01,

@@ -2,8 +2,11 @@
 
     tf-seqmodels evaluate --config run.yaml [--weights RUN_DIR|CKPT] [--split test]
                           [--options eval.yaml] [--out DIR]
+    tf-seqmodels evaluate --model RUN_DIR [--data data.yaml] [--split test] ...
 
-The config is the one `tf-seqmodels train` read (model + task + data); the evaluator is
+The config is the one `tf-seqmodels train` read (model + task + data), or, with `--model`,
+the one recorded in the run directory's run.json; `--data` replaces its data section (a
+YAML/JSON file of the `data:` mapping) to evaluate the model on other data. The evaluator is
 chosen by task.type (`--list` shows them); `--options` is a YAML/JSON mapping of the
 evaluator's options (e.g. tracks: {augmentation: {shifts: [-2, -1, 0, 1]}, tss: tss.tsv}).
 """
@@ -15,6 +18,9 @@ def add_parser(subparsers) -> None:
   p = subparsers.add_parser("evaluate", help="evaluate a trained run as in the model's paper "
                             "(report as JSON + Markdown + PNG plots)")
   p.add_argument("--config", help="the training config (.yaml/.json) of the run")
+  p.add_argument("--model", help="a training run directory: its recorded config and weights "
+                 "(instead of --config)")
+  p.add_argument("--data", help="a data section (.yaml/.json) replacing the config's")
   p.add_argument("--weights", help="run directory or checkpoint prefix (default: the config's "
                  "run_dir)")
   p.add_argument("--which", choices=("best", "latest"), default="best",
@@ -47,17 +53,40 @@ def _read_options(path):
   return data
 
 
+def _recorded_config(run_dir: str):
+  """The training config recorded in `run_dir/run.json` by `tf-seqmodels train`."""
+  import json
+  import os
+
+  from tf_seqmodels.training.run_config import TrainConfig
+  path = os.path.join(run_dir, "run.json")
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"{run_dir} is not a training run directory (no run.json); give "
+                            f"--config with --weights instead")
+  with open(path) as f:
+    recorded = (json.load(f).get("config") or {}).get("train_config")
+  if not recorded:
+    raise ValueError(f"{path} records no training config (the run was not started by "
+                     f"`tf-seqmodels train`); give --config with --weights instead")
+  return TrainConfig.from_dict(recorded)
+
+
 def run(args) -> int:
   from tf_seqmodels.evaluation.registry import available_evaluators, get_evaluator
   if args.list:
     for name in available_evaluators():
       print(f"{name:16s} {get_evaluator(name).description}")
     return 0
-  if not args.config:
-    raise ValueError("evaluate needs --config (the run's training config)")
   from tf_seqmodels.evaluation.run import evaluate_run
-  from tf_seqmodels.training.run_config import TrainConfig
-  config = TrainConfig.load(args.config)
+  from tf_seqmodels.training.run_config import DataSection, TrainConfig
+  if bool(args.config) == bool(args.model):
+    raise ValueError("evaluate needs either --config (the run's training config) or --model "
+                     "(the run directory)")
+  config = TrainConfig.load(args.config) if args.config else _recorded_config(args.model)
+  if args.model and not args.weights:
+    args.weights = args.model
+  if args.data:
+    config = config.replace(data=DataSection.load(args.data))
   if args.strategy:
     config = config.replace(strategy=config.strategy.replace(kind=args.strategy))
   report, paths = evaluate_run(config, weights=args.weights, which=args.which, split=args.split,

@@ -124,6 +124,12 @@ FAMILY_SPACES: dict[str, dict[str, dict[str, Any]]] = {
         "optimizer.learning_rate": {"type": "float", "min": 1e-4, "max": 3e-3, "sampling": "log"},
     },
 }
+FAMILY_SPACES["chromoformer"] = {
+    "model.config.channels": {"type": "choice", "values": [64, 128]},
+    "model.config.regulation_layers": {"type": "int", "min": 2, "max": 6},
+    "model.config.pairwise_layers": {"type": "int", "min": 1, "max": 3},
+    "optimizer.learning_rate": {"type": "float", "min": 1e-5, "max": 1e-3, "sampling": "log"},
+}
 FAMILY_SPACES["dream_prixfixe"] = {"optimizer.learning_rate": _LR_ONE_CYCLE,
                                    "model.config.first.out_channels":
                                        {"type": "choice", "values": [64, 128, 256]}}
