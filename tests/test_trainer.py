@@ -623,3 +623,17 @@ def test_chrombpnet_bias_then_accessibility_with_frozen_bias(tmp_path):
   changed = [name for name, ref in zip(at_start, reference.variables)
              if not np.array_equal(at_start[name], ref.numpy())]
   assert len(changed) == 1, changed
+
+
+
+def test_a_dataset_that_does_not_fit_the_model_is_named_before_training():
+  """Five-channel inputs for a one-hot DNA model: the contract's check names the problem
+  when the trainer creates the variables, instead of a TensorFlow error in the first step."""
+  from tf_seqmodels.data.encoding import SequenceError
+  from tf_seqmodels.models.registry import build_model, get_entry
+  from tf_seqmodels.tasks.chrombpnet import ChromBPNetTask
+  model = build_model("bpnet", get_entry("bpnet").demo_config())
+  trainer = Trainer(model, ChromBPNetTask(), AdamW(learning_rate=1e-3), config=quiet())
+  with pytest.raises(SequenceError, match="4 channels"):
+    trainer.build(tf.TensorSpec([None, model.sequence_length, 5], tf.float32))
+  assert not trainer.built

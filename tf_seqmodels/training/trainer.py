@@ -332,6 +332,11 @@ class Trainer:
                            f"unknown shape {spec.shape}")
         return tf.zeros([1] + spec.shape[1:].as_list(), spec.dtype)
       zeros = tf.nest.map_structure(one_example, input_spec)
+    check_inputs = getattr(self.model, "check_inputs", None)
+    if check_inputs is not None:
+      # The contract's static checks name a dataset/model mismatch (channels, length, missing
+      # input) before TensorFlow fails deep inside the first traced step.
+      check_inputs(zeros)
 
     def forward(x):
       return self.model(x, is_training=False)
