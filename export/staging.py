@@ -2,7 +2,9 @@
 
 An export is written into a hidden sibling directory and renamed onto its destination only
 once everything (SavedModel, metadata, parity check) succeeded: an interrupted or failed
-export leaves the destination untouched and no half-written model behind.
+export leaves the destination untouched and no half-written model behind (a process killed
+with SIGKILL may leave its hidden `.tmp-<name>-*` staging folder beside the destination, never
+a partial destination).
 """
 
 from __future__ import annotations

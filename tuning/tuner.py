@@ -264,7 +264,8 @@ def _trial_summary(trial) -> dict[str, Any]:
       metrics[name] = float(value)
   return {"trial_id": trial.trial_id, "status": str(trial.status),
           "values": dict(trial.hyperparameters.values), "score": trial.score,
-          "metrics": metrics, "message": (trial.message or "").strip().splitlines()[-1:] or None}
+          "metrics": metrics,
+          "message": ((trial.message or "").strip().splitlines() or [None])[-1]}
 
 
 def is_distributed_worker() -> bool:
