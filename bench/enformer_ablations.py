@@ -9,8 +9,10 @@ attention, each relative basis family alone, symmetric only, absolute positions)
 Enformer (`--channels`, `--layers`; 4 conv-tower halvings = 32-bp bins by default, to fit a
 CPU; `--tower-blocks 6 --length 4096` is the published 128-bp geometry) trained from the same seed on the same
 synthetic long-range data (`data/synthetic_long_range.py`: a promoter's CAGE level depends on
-an enhancer 8-13 bins away, beyond the dilated trunk's receptive field of ±3 bins at 2
-layers plus the conv tower's ±2, and beyond the local-attention window of ±3 bins). Printed per variant:
+an enhancer d..d + 5 bins away, d one bin beyond what the short-range variants can see:
+`models.enformer_ablations.short_range_reach_bins`, the larger of layers x the local-attention
+window and the dilated trunk's half receptive field, plus the conv tower's reach; with the
+defaults 2 x 3 + 3 = 9, so d = 10). Printed per variant:
 trainable parameters, training time, per-track Pearson r over all bins (CAGE = long range,
 DNase = local) from the tracks evaluator, and the promoter Pearson r (CAGE at promoters across
 sequences: the long-range part alone). Expected: relative-position attention variants reach
@@ -29,6 +31,33 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
+def base_config(args):
+  """The small Enformer every variant starts from."""
+  from tf_seqmodels.models.enformer import EnformerConfig
+  return EnformerConfig(channels=args.channels, num_transformer_layers=args.layers,
+                        num_heads=args.heads, filters_divisible_by=8, heads={"tracks": 2},
+                        num_conv_tower_blocks=args.tower_blocks,
+                        sequence_length=args.length, target_length=None, dropout_rate=0.1,
+                        attention_dropout_rate=0.0, positional_dropout_rate=0.0,
+                        final_dropout_rate=0.0)
+
+
+def long_range_config(args):
+  """Data whose enhancers lie beyond the reach of the dilated and local-attention variants
+  (min_distance = that reach + 1), so only far-seeing variants can learn the CAGE levels."""
+  from tf_seqmodels.data.synthetic_long_range import LongRangeConfig
+  from tf_seqmodels.models.enformer_ablations import ablation_config, short_range_reach_bins
+  base = base_config(args)
+  reach = max(short_range_reach_bins(ablation_config(name, base, attention_window=args.window))
+              for name in ("dilated", "local_attention"))
+  bins = args.length // base.bin_size
+  if reach + 6 >= bins:
+    raise SystemExit(f"the short-range variants see {reach} bins each way; the enhancers need "
+                     f"{reach + 1}..{reach + 6} bins of a {bins}-bin window: raise --length")
+  return LongRangeConfig(sequence_length=args.length, bin_size=base.bin_size,
+                         min_distance=reach + 1, max_distance=reach + 6)
+
+
 def run_variant(name: str, args, train, valid) -> dict:
   import tensorflow as tf
 
@@ -36,19 +65,13 @@ def run_variant(name: str, args, train, valid) -> dict:
   from tf_seqmodels.evaluation.context import EvaluationContext
   from tf_seqmodels.evaluation.tracks import TrackEvaluationOptions, evaluate_tracks
   from tf_seqmodels.models import num_trainable_parameters
-  from tf_seqmodels.models.enformer import Enformer, EnformerConfig
+  from tf_seqmodels.models.enformer import Enformer
   from tf_seqmodels.models.enformer_ablations import ablation_config
   from tf_seqmodels.tasks.tracks import TrackTask
   from tf_seqmodels.training.optimizers import Adam
   from tf_seqmodels.training.trainer import fit, set_determinism
 
-  base = EnformerConfig(channels=args.channels, num_transformer_layers=args.layers,
-                        num_heads=args.heads, filters_divisible_by=8, heads={"tracks": 2},
-                        num_conv_tower_blocks=args.tower_blocks,
-                        sequence_length=args.length, target_length=None, dropout_rate=0.1,
-                        attention_dropout_rate=0.0, positional_dropout_rate=0.0,
-                        final_dropout_rate=0.0)
-  config = ablation_config(name, base, attention_window=args.window)
+  config = ablation_config(name, base_config(args), attention_window=args.window)
   set_determinism(args.seed, True)
   model = Enformer(config)
   task = TrackTask(("tracks",))
@@ -72,8 +95,7 @@ def run_variant(name: str, args, train, valid) -> dict:
           "promoter_r": promoter_pearson(valid, predicted)}
 
 
-def main(argv=None) -> int:
-  from tf_seqmodels.data.synthetic_long_range import LongRangeConfig, generate_long_range
+def make_parser() -> argparse.ArgumentParser:
   from tf_seqmodels.models.enformer_ablations import ABLATIONS
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--variants", nargs="+", default=list(ABLATIONS), choices=list(ABLATIONS))
@@ -94,10 +116,17 @@ def main(argv=None) -> int:
   parser.add_argument("--seed", type=int, default=0)
   parser.add_argument("--json", help="also write the table as JSON here")
   parser.add_argument("--quiet", action="store_true")
-  args = parser.parse_args(argv)
+  return parser
+
+
+def main(argv=None) -> int:
+  from tf_seqmodels.data.synthetic_long_range import generate_long_range
+  args = make_parser().parse_args(argv)
   import tensorflow as tf
   tf.get_logger().setLevel("ERROR")  # one predict function per variant: expected retracing
-  data_config = LongRangeConfig(sequence_length=args.length, bin_size=2 ** (args.tower_blocks + 1))
+  data_config = long_range_config(args)
+  print(f"enhancers {data_config.min_distance}..{data_config.max_distance} bins from their "
+        f"promoters ({data_config.bins} bins of {data_config.bin_size} bp)", flush=True)
   train = generate_long_range(args.train_examples, data_config, seed=args.seed)
   valid = generate_long_range(args.valid_examples, data_config, seed=args.seed + 1)
   rows = []

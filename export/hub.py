@@ -22,12 +22,15 @@ The loaded object (`m = hub.load(".../savedmodel")`):
     m.model.embed(x)            -> trunk embedding
     m.model.predict_dna_on_batch(one_hot_acgt)        DNA models: [B, L, 4] ACGT one-hot,
                                                       encoded as the model needs (encode_dna)
+    m.model.predict_reverse_dna_on_batch(rc_acgt)     the same for a reverse-complemented copy
+                                                      (strand flag set for models that have one)
     m.signatures["serving_default"](x=x)              one named argument per input
     m(x, training=False)        -> {head: ...}        plus m.variables / m.trainable_variables /
                                                       m.regularization_losses: the Reusable
                                                       SavedModel API that hub.KerasLayer
                                                       (tf_keras) fine-tunes
-    m.get_metadata()            -> JSON string (config, heads, tracks, version, training data)
+    m.get_metadata()            -> JSON string (config, heads, tracks, version, training data,
+                                   position_axes, head_kinds, track_permutations)
     m.metadata_asset / m.config_asset                 asset paths (valid after moving the folder)
 
 Batch is dynamic; the length is dynamic when the model allows it (`dynamic_length`), else
@@ -36,8 +39,10 @@ its training length, the published 393,216 bp) also accepts that length and cent
 to `sequence_length` in the graph, as the published TF-Hub Enformer does.
 
 Parity check (built into the export, never skipped): the live model and the reloaded
-SavedModel predict the same seeded inputs (one-hot DNA for DNA models; random arrays of the
-specs' dtypes otherwise; or `inputs=` given by the caller); every head and the embedding must
+SavedModel predict the same seeded inputs (the contract's `example_inputs`: one-hot DNA for
+DNA models, valid masks and pCRE slots for Chromoformer; or `inputs=` given by the caller)
+through predict_on_batch, embed, serving_default, `__call__` and predict_dna_on_batch (one-hot
+ACGT vs the live model's encode_dna); every head and the embedding must
 satisfy |reloaded - live| <= atol + rtol * |live| (defaults atol = 1e-5, rtol = 1e-5: both
 run the same float32 graph, so real differences are ~1e-7). Otherwise `ParityError` and
 nothing is written.
@@ -81,6 +86,9 @@ class HubExportConfig(Config):
     description: model card text (Kaggle `description`).
     training_data: what the weights were trained on (metadata and Kaggle `trainingData`).
     track_names: {head: [track name per output channel]} recorded in the metadata.
+    track_permutations: {head: strand-pair permutation [T] of its tracks} (index of each
+      track's opposite-strand pair, itself if unstranded; `data.tracks.strand_permutation`),
+      recorded so that analyses of the export average reverse complements correctly.
     owner, slug, title, license: Kaggle Models card fields (slug default: the model name).
     parity_batch_size: examples in the parity check.
     parity_length: input length of the parity check (default: the model's sequence_length).
@@ -94,6 +102,7 @@ class HubExportConfig(Config):
   description: str = ""
   training_data: str = ""
   track_names: dict[str, list[str]] = dataclasses.field(default_factory=dict)
+  track_permutations: dict[str, list[int]] = dataclasses.field(default_factory=dict)
   owner: str = "tf-seqmodels"
   slug: Optional[str] = None
   title: Optional[str] = None
@@ -113,6 +122,9 @@ class HubExportConfig(Config):
       raise ConfigError("atol and rtol must be >= 0")
     if self.parity_length is not None and self.parity_length < 1:
       raise ConfigError(f"parity_length must be >= 1, got {self.parity_length}")
+    from tf_seqmodels.data.strands import check_track_permutation
+    for head, perm in self.track_permutations.items():
+      check_track_permutation(perm, f"track_permutations[{head!r}]")
 
 
 @dataclasses.dataclass
@@ -150,37 +162,19 @@ def _parity_length(model, config: HubExportConfig) -> Optional[int]:
 
 
 def example_inputs(model, batch_size: int, length: Optional[int] = None, seed: int = 0):
-  """Seeded inputs matching `model.input_spec()`: one-hot DNA (first 4 channels; extra
-  channels 0) for DNA models, random arrays of each spec's dtype for multi-input models.
-
-  Unknown dimensions other than the batch take `length` (default: the model's
-  sequence_length); returns numpy arrays ([B, L, C] or {key: array}).
-  """
-  rng = np.random.default_rng(seed)
-  spec = model.input_spec(batch_size=batch_size)
-  length = length or getattr(model, "sequence_length", None)
-
-  def concrete(shape, what):
-    dims = [d if d is not None else length for d in shape]
-    if any(d is None for d in dims):
-      raise ExportError(f"{what} has unknown dimensions {shape}: pass parity_length (or inputs)")
-    return [int(d) for d in dims]
-
-  def make(s, what):
-    shape = concrete(s.shape.as_list(), what)
-    if s.dtype.is_floating:
-      return rng.standard_normal(shape).astype(s.dtype.as_numpy_dtype)
-    if s.dtype == tf.bool:
-      return rng.random(shape) < 0.5
-    return rng.integers(0, 2, shape).astype(s.dtype.as_numpy_dtype)
-
-  if _is_multi_input(spec):
-    return {key: make(s, f"input {key!r}") for key, s in spec.items()}
-  shape = concrete(spec.shape.as_list(), "the input")
-  x = np.zeros(shape, np.float32)
-  index = rng.integers(0, 4, shape[:2])
-  x[np.arange(shape[0])[:, None], np.arange(shape[1])[None, :], index] = 1.0
-  return x
+  """Seeded valid inputs of `model` (numpy [B, L, C] or {key: array}): the contract's
+  `example_inputs` (one-hot DNA through encode_dna for DNA models; the model's own valid
+  inputs for multi-input models such as Chromoformer). Unknown dimensions other than the
+  batch take `length` (default: the model's sequence_length)."""
+  from tf_seqmodels.data.encoding import SequenceError
+  from tf_seqmodels.models.base import SequenceModel
+  # Models that honour the contract without subclassing SequenceModel get its default.
+  method = getattr(model, "example_inputs", None) or (
+      lambda *args, **kwargs: SequenceModel.example_inputs(model, *args, **kwargs))
+  try:
+    return method(batch_size, seed=seed, length=length)
+  except SequenceError as e:
+    raise ExportError(f"{e} (pass parity_length, or inputs)") from e
 
 
 def to_tensors(model, inputs):
@@ -244,10 +238,18 @@ def build_serving_module(model, metadata_path: str, config_path: str) -> tf.trai
   if model.takes_dna_sequence and not _is_multi_input(spec):
     # One-hot ACGT in, whatever the model's own encoding (channel order, strand flags):
     # what Kipoi's DNA dataloaders produce.
-    encode = getattr(model, "encode_dna", None) or (lambda dna: dna)
+    encode = getattr(model, "encode_dna", None) or (lambda dna, is_reverse=False: dna)
     dna_spec = tf.TensorSpec([None, spec.shape[1], 4], tf.float32, name="dna")
     wrapper.predict_dna_on_batch = tf.function(lambda dna: predict(encode(dna)),
                                                input_signature=[dna_spec])
+    # The same for a reverse-complemented copy: models with a strand flag channel (DREAM's
+    # is_reverse) encode it as such; for the others (probed on one base) it is the same
+    # function, saved once.
+    probe = tf.constant([[[1.0, 0.0, 0.0, 0.0]]])
+    flagged = not np.array_equal(np.asarray(encode(probe)), np.asarray(encode(probe, True)))
+    wrapper.predict_reverse_dna_on_batch = (
+        tf.function(lambda dna: predict(encode(dna, True)), input_signature=[dna_spec])
+        if flagged else wrapper.predict_dna_on_batch)
   root = tf.train.Checkpoint()
   root.model = wrapper
   root.variables = list(model.variables)
@@ -287,6 +289,18 @@ def model_metadata(model, config: HubExportConfig, head_shapes: Mapping[str, lis
     if head_shapes[head] and len(names) != head_shapes[head][-1]:
       raise ConfigError(f"track_names[{head!r}] has {len(names)} names for "
                         f"{head_shapes[head][-1]} output tracks")
+  unknown = sorted(set(config.track_permutations) - set(model.head_names))
+  if unknown:
+    raise ConfigError(f"track_permutations names unknown head(s) {unknown}; heads: "
+                      f"{list(model.head_names)}")
+  for head, perm in config.track_permutations.items():
+    if head_shapes[head] and len(perm) != head_shapes[head][-1]:
+      raise ConfigError(f"track_permutations[{head!r}] has {len(perm)} entries for "
+                        f"{head_shapes[head][-1]} output tracks")
+  # Analyses of the export (variant scores, reverse-complement averaging) need these: which
+  # output axis runs along the sequence, and what each head's values mean.
+  position_axes = dict(getattr(model, "position_axes", None) or {})
+  head_kinds = dict(getattr(model, "head_kinds", None) or {})
   return {
       "format": METADATA_FORMAT,
       "package": "tf-seqmodels",
@@ -299,6 +313,9 @@ def model_metadata(model, config: HubExportConfig, head_shapes: Mapping[str, lis
       "heads": list(model.head_names),
       "head_shapes": {k: list(v) for k, v in head_shapes.items()},
       "track_names": {k: list(v) for k, v in config.track_names.items()},
+      "track_permutations": {k: [int(i) for i in v] for k, v in config.track_permutations.items()},
+      "position_axes": {h: position_axes.get(h) for h in model.head_names},
+      "head_kinds": {h: head_kinds[h] for h in model.head_names if h in head_kinds},
       "input_spec": _spec_json(serving_spec(model)),
       "takes_dna_sequence": bool(model.takes_dna_sequence),
       "dynamic_length": bool(getattr(model, "dynamic_length", False)),
@@ -350,7 +367,9 @@ def _numpy(structure):
 
 def check_savedmodel_parity(model, savedmodel_dir: str, inputs, atol: float,
                             rtol: float) -> dict[str, dict[str, float]]:
-  """Live model vs reloaded SavedModel on `inputs` (heads, embedding, serving signature)."""
+  """Live model vs reloaded SavedModel on `inputs`: heads (predict_on_batch), embedding,
+  serving signature, `__call__`, and for DNA models predict_dna_on_batch (and its reverse
+  twin where exported) on seeded one-hot ACGT through the live model's encode_dna."""
   loaded = tf.saved_model.load(savedmodel_dir)
   tensors = to_tensors(model, inputs)
   live = _numpy(model(tensors, is_training=False))
@@ -368,6 +387,21 @@ def check_savedmodel_parity(model, savedmodel_dir: str, inputs, atol: float,
   results["serving_default"] = compare_outputs(
       live, _numpy(loaded.signatures["serving_default"](**kwargs)), atol, rtol,
       "serving_default signature")
+  # The Reusable SavedModel API (what hub.KerasLayer calls) ...
+  results["call"] = compare_outputs(live, _numpy(loaded(tensors, training=False)), atol, rtol,
+                                    "reloaded SavedModel __call__")
+  # ... and the one-hot ACGT entry points (DNA models), against the live model's encode_dna.
+  if not isinstance(tensors, Mapping) and hasattr(loaded.model, "predict_dna_on_batch"):
+    dna_rng = np.random.default_rng(2)
+    positions = (int(tensors.shape[0]), int(tensors.shape[1]))
+    dna = tf.constant(np.eye(4, dtype=np.float32)[dna_rng.integers(0, 4, positions)])
+    encode = getattr(model, "encode_dna", None) or (lambda x, is_reverse=False: x)
+    for entry, is_reverse in (("predict_dna_on_batch", False),
+                              ("predict_reverse_dna_on_batch", True)):
+      if hasattr(loaded.model, entry):
+        results[entry] = compare_outputs(
+            _numpy(model(encode(dna, is_reverse=is_reverse), is_training=False)),
+            _numpy(getattr(loaded.model, entry)(dna)), atol, rtol, f"reloaded SavedModel {entry}")
   published = getattr(model, "published_input_length", None)
   target = getattr(model, "sequence_length", None)
   if published and target and published != target and not isinstance(tensors, Mapping):

@@ -49,6 +49,10 @@ class MotifModel(SequenceModel):
   def position_axes(self):
     return {"signal": 1, "total": None}
 
+  @property
+  def head_kinds(self):
+    return {"signal": "tracks", "total": "tracks"}  # both count motif hits (non-negative)
+
   def embed(self, inputs, is_training):
     activation = tf.nn.softplus if self.config.smooth else tf.nn.relu
     return activation(tf.nn.conv1d(inputs, self.w, 1, "SAME") + self.b)

@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 from tf_seqmodels.tasks.chromoformer import (ChromoformerTask, average_precision,
-                                             precision_recall_curve, r_squared, roc_auc,
+                                             precision_recall_curve, r2_score, roc_auc,
                                              roc_curve)
 
 
@@ -21,13 +21,14 @@ def test_auroc_and_ap_match_hand_computations():
   assert roc_auc(labels, scores) == pytest.approx(3.5 / 4)
   assert average_precision(labels, scores) == pytest.approx(0.5 * 1 + 0.5 * 2 / 3)
   assert math.isnan(roc_auc([1, 1], [0.2, 0.3]))
-  fpr, tpr = roc_curve([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8])
+  fpr, tpr, thresholds = roc_curve([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8])
   np.testing.assert_allclose(fpr, [0, 0, 0.5, 0.5, 1])
   np.testing.assert_allclose(tpr, [0, 0.5, 0.5, 1, 1])
+  np.testing.assert_allclose(thresholds, [np.inf, 0.8, 0.4, 0.35, 0.1])
   assert np.trapezoid(tpr, fpr) == pytest.approx(0.75)
-  recall, precision = precision_recall_curve([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8])
-  np.testing.assert_allclose(recall, [0.5, 0.5, 1, 1])
-  np.testing.assert_allclose(precision, [1, 0.5, 2 / 3, 0.5])
+  precision, recall, _ = precision_recall_curve([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8])
+  np.testing.assert_allclose(recall, [0.5, 0.5, 1, 1, 0])  # then scikit-learn's (R 0, P 1)
+  np.testing.assert_allclose(precision, [1, 0.5, 2 / 3, 0.5, 1])
   with pytest.raises(ValueError, match="labels must be 0 or 1"):
     roc_auc([0, 2], [0.1, 0.2])
 
@@ -67,7 +68,7 @@ def test_regression_loss_and_metrics():
   predicted = np.array([1.0, 2.0, 3.0, 5.0], np.float32)
   loss = float(task.loss({"expression": observed}, {"expression": predicted}))
   assert loss == pytest.approx(0.25)
-  assert r_squared(observed, predicted) == pytest.approx(1 - 1 / 5)
+  assert r2_score(observed, predicted) == pytest.approx(1 - 1 / 5)
   metrics = task.make_metrics()
   for rows in (slice(0, 3), slice(3, 4)):
     for m in metrics.values():
@@ -77,3 +78,54 @@ def test_regression_loss_and_metrics():
   assert metrics["mse"].result() == pytest.approx(0.25)
   with pytest.raises(ValueError, match="mode"):
     ChromoformerTask("ranking")
+
+
+def test_training_metrics_and_the_evaluation_report_share_one_accuracy_rule():
+  from tf_seqmodels.evaluation import metrics as evaluation_metrics
+  from tf_seqmodels.evaluation.metrics import classification_section
+  from tf_seqmodels.tasks import chromoformer, metrics
+  # One implementation: the task and the evaluation use the same functions.
+  for name in ("roc_auc", "average_precision", "roc_curve", "precision_recall_curve", "r2_score"):
+    assert getattr(chromoformer, name) is getattr(metrics, name) is getattr(evaluation_metrics, name)
+  # Equal logits give P = 0.5 exactly: class 0 (argmax), in training and in the report alike.
+  logits = np.array([[0.0, 0.0], [1.0, -1.0], [-1.0, 2.0]], np.float32)
+  labels = np.array([0, 0, 1])
+  task_metric = ChromoformerTask("classification").make_metrics()["accuracy"]
+  task_metric.update({"label": labels}, {"logits": logits})
+  probability = chromoformer.expressed_probability(logits)
+  assert probability[0] == 0.5
+  assert task_metric.result() == pytest.approx(1.0)
+  assert evaluation_metrics.classification_metrics(labels, probability)["accuracy"] == 1.0
+  section = classification_section("expressed", labels, probability)
+  assert section.metrics["accuracy"] == 1.0  # ">= 0.5" would give 2/3
+  assert metrics.accuracy(labels, [0.5, 0.2, 0.4], threshold=0.3) == pytest.approx(2 / 3)
+
+
+def test_evaluator_counts_pcres_in_the_prediction_pass():
+  """Two passes over the data (predictions, pCRE ablation), not a third to count pCREs."""
+  from tf_seqmodels.data.chromoformer import ChromoformerDataConfig, synthetic_examples
+  from tf_seqmodels.evaluation import EvaluationContext, evaluator_options, get_evaluator
+  from tf_seqmodels.models.chromoformer import Chromoformer, ChromoformerConfig
+  config = ChromoformerConfig(bin_sizes=(1000, 500), window_size=2000, max_pcres=2, channels=8,
+                              embedding_hidden=8, pairwise_layers=1, pairwise_hidden=8,
+                              regulation_layers=1, regulation_heads=2,
+                              regulation_attention_size=8, regulation_hidden=8, head_hidden=8)
+  data = synthetic_examples(12, ChromoformerDataConfig.from_model_config(config), seed=1)
+  batches = list(data.dataset(5))
+  passes = []
+
+  def generate():
+    passes.append(1)
+    yield from batches
+
+  dataset = tf.data.Dataset.from_generator(generate, output_signature=data.dataset(5).element_spec)
+  tf.random.set_seed(0)
+  model = Chromoformer(config)
+  context = EvaluationContext(model, ChromoformerTask("classification"), dataset, progress=False)
+  report = get_evaluator("chromoformer").evaluate(context, evaluator_options("chromoformer"))
+  assert len(passes) == 2
+  counts = data.inputs["pcre_present"].sum(1).astype(int)
+  rows = report.section("interactions").tables["by_num_pcres"]
+  assert [(r["num_pcres"], r["genes"]) for r in rows] == [
+      (int(k), int((counts == k).sum())) for k in np.unique(counts)]
+  assert "__num_pcres" not in report.metrics and sum(r["genes"] for r in rows) == 12

@@ -231,7 +231,11 @@ def test_challenge_scores_missing_subsets():
   partial = challenge_scores(predictions, measured, no_snv, partial=True)
   weights = {k: w for k, w in CHALLENGE_WEIGHTS.items() if k != "snv"}
   expected = sum(w * partial[f"{k}/pearson"]**2 for k, w in weights.items()) / sum(weights.values())
-  assert partial["pearson_score"] == pytest.approx(expected, rel=1e-12)
+  # Renormalised scores are not the challenge's: they carry the partial_ name only.
+  assert partial["partial_pearson_score"] == pytest.approx(expected, rel=1e-12)
+  assert "pearson_score" not in partial and "spearman_score" not in partial
+  assert "partial_pearson_score" not in challenge_scores(predictions, measured, subsets,
+                                                         partial=True)
   with pytest.raises(ValueError, match="outside the 5 predictions"):
     challenge_scores(predictions[:5], measured[:5], subsets)
 

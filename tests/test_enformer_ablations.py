@@ -11,7 +11,8 @@ from tf_seqmodels.config import ConfigError
 from tf_seqmodels.data.synthetic_long_range import (LongRangeConfig, generate_long_range,
                                                     promoter_pearson)
 from tf_seqmodels.models.enformer import Enformer, EnformerConfig
-from tf_seqmodels.models.enformer_ablations import ABLATIONS, ablation, ablation_config
+from tf_seqmodels.models.enformer_ablations import (ABLATIONS, ablation, ablation_config,
+                                                    short_range_reach_bins)
 from tf_seqmodels.tasks.tracks import TrackTask
 
 TINY = EnformerConfig(channels=48, num_transformer_layers=2, num_heads=2, filters_divisible_by=8,
@@ -119,7 +120,9 @@ def test_local_attention_ignores_keys_beyond_the_window():
 
 
 def test_dilation_rates_and_sinusoidal_positions():
-  assert dilation_rates(6) == [1, 2, 3, 4, 5, 8]
+  # Basenji2's int(round(1.5 ** i)), repeats included (1.5 -> 2, 2.25 -> 2).
+  assert dilation_rates(8) == [1, 2, 2, 3, 5, 8, 11, 17]
+  assert dilation_rates(8) == [int(round(1.5**i)) for i in range(8)]
   assert dilation_rates(4, 2.0) == [1, 2, 4, 8]
   assert receptive_field(3, [1, 2, 4, 8]) == 31
   pe = sinusoidal_position_encoding(7, 4).numpy()
@@ -142,3 +145,44 @@ def test_long_range_data_plants_distal_enhancers_deterministically():
   np.testing.assert_allclose(cage, np.where(has, 2.0 * 5.0, 2.0))
   assert data.targets[..., 0].sum() == pytest.approx(cage.sum())  # CAGE only at promoters
   assert promoter_pearson(data, data.targets) == pytest.approx(1.0)
+
+
+def _gradient_reach_bins(model, length: int, bin_size: int, seed: int = 0) -> int:
+  """Farthest bin whose input changes the output at the central bin: gradients of that
+  output, with every weight randomised (the zero-initialised attention output projection
+  would otherwise hide the attention path)."""
+  x = tf.constant(one_hot(1, length, seed=seed))
+  model(x, is_training=False)
+  rng = np.random.default_rng(seed)
+  for variable in model.trainable_variables:
+    variable.assign(0.2 * rng.standard_normal(variable.shape).astype(np.float32))
+  probe = length // bin_size // 2
+  with tf.GradientTape() as tape:
+    tape.watch(x)
+    output = tf.reduce_sum(model(x, is_training=False)["tracks"][0, probe])
+  per_bin = np.abs(tape.gradient(output, x).numpy()[0]).reshape(-1, bin_size * 4).sum(1)
+  return int(np.abs(np.flatnonzero(per_bin > 0) - probe).max())
+
+
+def test_bench_enhancers_lie_beyond_the_reach_of_the_short_range_variants():
+  import importlib.util
+  import os
+  path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench",
+                      "enformer_ablations.py")
+  spec = importlib.util.spec_from_file_location("enformer_ablations_bench", path)
+  bench = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(bench)
+  args = bench.make_parser().parse_args([])
+  data = bench.long_range_config(args)
+  base = bench.base_config(args)
+  reach = {}
+  for name in ("local_attention", "dilated"):
+    config = ablation_config(name, base, attention_window=args.window)
+    tf.random.set_seed(0)
+    reach[name] = _gradient_reach_bins(Enformer(config), args.length, config.bin_size)
+    assert short_range_reach_bins(config) == reach[name], name  # the bound is tight
+  # 2 layers x ±3 bins of local attention + the conv tower's 67 bp (3 bins of 32 bp); the
+  # dilated trunk (rates 1, 2): ±3 + 3.
+  assert reach == {"local_attention": 9, "dilated": 6}
+  assert data.min_distance == 10 and data.max_distance == 15
+  assert short_range_reach_bins(ablation_config("enformer", base)) is None  # global attention

@@ -174,6 +174,13 @@ TRACK_NAMES = ["CAGE:liver", "CAGE:brain", "DNASE:K562", "CHIP:H3K27ac:HepG2", "
 def test_assay_types_from_descriptions():
   assert [assay_type(n) for n in TRACK_NAMES + ["ATAC:x", "RNA:y"]] == [
       "CAGE", "CAGE", "DNase/ATAC", "histone ChIP", "TF ChIP", "DNase/ATAC", "other"]
+  # Keywords anywhere in free-text descriptions, any case.
+  free_text = {"synthetic cage plus counts": "CAGE", "cage_minus": "CAGE",
+               "liver atac-seq, rep 2": "DNase/ATAC", "K562 DNase-seq": "DNase/ATAC",
+               "HepG2 H3K27ac ChIP-seq": "histone ChIP", "H2A.Z in GM12878": "histone ChIP",
+               "ChIP-seq of CTCF in HepG2": "TF ChIP", "total RNA-seq": "other",
+               "H3F3A expression": "other"}
+  assert {d: assay_type(d) for d in free_text} == free_text
 
 
 def test_tracks_report_has_all_sections_plots_and_correct_numbers(tmp_path):
@@ -195,8 +202,13 @@ def test_tracks_report_has_all_sections_plots_and_correct_numbers(tmp_path):
   report = get_evaluator("tracks").evaluate(context, options)
   assert [s.name for s in report.sections] == ["tracks", "gene_cage", "browser"]
 
-  predicted = augmented_predict(model, tf.constant(x), augmentation, {"tracks": 1})
-  predicted = predicted["tracks"].numpy()
+  # Independently of augmented_predict: the 4 copies by hand, reverse ones flipped back.
+  predicted = 0
+  for shift in (-1, 2):
+    shifted = shift_sequence(x, shift)
+    predicted += model(tf.constant(shifted), False)["tracks"].numpy()
+    predicted += model(tf.constant(shifted[:, ::-1, ::-1].copy()), False)["tracks"].numpy()[:, ::-1]
+  predicted /= 4
   per_track = [np.corrcoef(y[..., t].ravel(), predicted[..., t].ravel())[0, 1] for t in range(5)]
   rows = report.section("tracks").tables["per_track"]
   np.testing.assert_allclose([r["pearson"] for r in rows], per_track, rtol=1e-4, atol=1e-5)
@@ -232,6 +244,58 @@ class Stub:
     return self.fn(inputs)
 
 
+class DreamLikeModel(SequenceModel):
+  """DREAM's encoding (A, G, C, T, is_reverse, is_singleton; 150 nt) around a fixed function;
+  decode_dna is the contract's default."""
+
+  input_channels, head_names, sequence_length = 6, ("expression",), 150
+
+  def __init__(self, fn):
+    super().__init__(Config(), name="dream_like")
+    self.fn = fn
+
+  def encode_dna(self, one_hot, is_reverse=False):
+    agct = tf.gather(tf.convert_to_tensor(one_hot, tf.float32), [0, 2, 1, 3], axis=-1)
+    flag = tf.ones_like(agct[..., :1]) * float(is_reverse)
+    return tf.concat([agct, flag, tf.zeros_like(flag)], axis=-1)
+
+  def embed(self, inputs, is_training):
+    return inputs
+
+  def __call__(self, inputs, is_training):
+    return self.fn(inputs)
+
+
+def test_augmentation_reads_dna_through_the_models_encoding():
+  from tf_seqmodels.data.encoding import reverse_complement_one_hot
+  dna = one_hot(3, 150, seed=8)
+  dna[0, :7] = 0.25  # N
+  model = DreamLikeModel(lambda x: {"expression": tf.reduce_sum(x[..., 0] * tf.range(150.0), 1)
+                                    + 3.0 * x[:, 0, 4] + x[:, 0, 5]})
+  inputs = model.encode_dna(dna, is_reverse=False).numpy()
+  inputs[..., 5] = 1.0  # a dataset's is_singleton flag: test sequences are encoded without it
+  np.testing.assert_array_equal(model.decode_dna(inputs).numpy(), dna)
+  augmentation = TestTimeAugmentation(shifts=(0, 2))
+  expected = 0
+  for shift in (0, 2):
+    shifted = shift_sequence(dna, shift)
+    expected += model(model.encode_dna(shifted, False), False)["expression"].numpy()
+    expected += model(model.encode_dna(reverse_complement_one_hot(shifted), True),
+                      False)["expression"].numpy()
+  np.testing.assert_allclose(augmented_predict(model, tf.constant(inputs), augmentation, {})[
+      "expression"], expected / 4, rtol=1e-6)
+  # The DREAM models' own encoding round-trips through the default decode_dna.
+  from tf_seqmodels.models.dream import DreamCNN, DreamCNNConfig
+  dream = DreamCNN(DreamCNNConfig())
+  encoded = dream.encode_dna(tf.constant(dna), is_reverse=True)
+  np.testing.assert_array_equal(dream.decode_dna(encoded).numpy(), dna)
+  class FiveChannels(Stub):
+    input_channels = 5
+
+  with pytest.raises(ConfigError, match="encode_dna"):
+    augmented_predict(FiveChannels(lambda x: {}), tf.zeros([1, 8, 5]), augmentation, {})
+
+
 def test_chrombpnet_report_counts_and_profile_metrics(tmp_path):
   rng = np.random.default_rng(3)
   n, width = 12, 16
@@ -257,6 +321,17 @@ def test_chrombpnet_report_counts_and_profile_metrics(tmp_path):
   profile = report.section("profile").metrics
   assert profile["median_jsd/all"] == pytest.approx(np.nanmedian(jsd), rel=1e-5)
   assert profile["median_norm_jsd/peaks"] == pytest.approx(np.nanmedian(norm[peaks]), rel=1e-5)
+  # The report's numbers are the training metrics' (one implementation).
+  training = ChromBPNetTask(1.0).make_metrics()
+  for metric in training.values():
+    metric.update({"profile": counts, "logcounts": np.log1p(counts.sum(-1, keepdims=True)),
+                   "is_peak": is_peak}, {k: np.asarray(v) for k, v in model(x, False).items()})
+  for subset in ("peaks", "nonpeaks", "all"):
+    for stat, name in (("pearsonr", "pearson"), ("spearmanr", "spearman"), ("mse", "mse")):
+      assert counts_metrics[f"{name}/{subset}"] == pytest.approx(
+          training[f"counts_{stat}_{subset}"].result(), rel=1e-6)
+    assert profile[f"median_jsd/{subset}"] == pytest.approx(
+        training[f"profile_median_jsd_{subset}"].result(), rel=1e-6)
   report.write(str(tmp_path))
   assert (tmp_path / "counts_scatter.png").exists() and (tmp_path / "profile_top_peaks.png").exists()
 
@@ -273,10 +348,15 @@ def test_dream_and_regression_reports(tmp_path):
   context = EvaluationContext(model, DreamSoftBinTask(), data, progress=False, title="stub")
   report = get_evaluator("dream_soft_bin").evaluate(
       context, registry.evaluator_options("dream_soft_bin"))
-  r = pearsonr(measured, x[..., 0].sum(1))
+  # The split is averaged over both strands too: the reverse complement's A count is the
+  # forward T count.
+  r = pearsonr(measured, (x[..., 0].sum(1) + x[..., 3].sum(1)) / 2)
   metrics = report.section("challenge").metrics
   assert metrics["pearson"] == pytest.approx(r, rel=1e-5)
-  assert metrics["pearson_score"] == pytest.approx(r**2, rel=1e-5)  # only "all": weight 1
+  # Only "all" (weight 1): a partial score, never under the challenge-score name.
+  assert metrics["partial_pearson_score"] == pytest.approx(r**2, rel=1e-5)
+  assert "pearson_score" not in metrics and "spearman_score" not in metrics
+  assert "missing: ['high'," in report.section("challenge").notes
   assert report.section("challenge").tables["subsets"][0]["subset"] == "all"
 
   dev, hk = (np.random.default_rng(5).normal(size=n).astype(np.float32) for _ in range(2))
@@ -304,11 +384,9 @@ def test_dream_challenge_report_from_a_test_table_with_subsets(tmp_path):
       "pos,sequence\n" + "".join(f"{i},{sequences[i]}\n" for i in range(5)))
   (subsets / "all_SNVs_seqs.csv").write_text("alt_pos,ref_pos\n5,6\n7,8\n9,4\n")
 
-  class StrandModel(Stub):
-    sequence_length, input_channels = 150, 6
-
-  # Expression depends on the strand flag (channel 4), so the averaging is visible.
-  model = StrandModel(lambda x: {"expression": tf.reduce_sum(x[..., 0], 1) + 3.0 * x[:, 0, 4]})
+  # Expression depends on the strand flag (channel 4), so the averaging is visible; the
+  # evaluator knows the encoding only through encode_dna.
+  model = DreamLikeModel(lambda x: {"expression": tf.reduce_sum(x[..., 0], 1) + 3.0 * x[:, 0, 4]})
   data = tf.data.Dataset.from_tensor_slices((np.zeros((1, 150, 6), np.float32),
                                              {"expression": np.zeros(1, np.float32)})).batch(1)
   context = EvaluationContext(model, DreamSoftBinTask(), data, progress=False, title="stub",
@@ -321,8 +399,10 @@ def test_dream_challenge_report_from_a_test_table_with_subsets(tmp_path):
                + 3 * reverse[:, 0, 4]) / 2
   expected = challenge_scores(predicted, measured, load_challenge_subsets(subsets), partial=True)
   metrics = report.section("challenge").metrics
-  assert metrics["pearson_score"] == pytest.approx(expected["pearson_score"], rel=1e-5)
-  assert metrics["spearman_score"] == pytest.approx(expected["spearman_score"], rel=1e-5)
+  assert metrics["partial_pearson_score"] == pytest.approx(expected["partial_pearson_score"],
+                                                           rel=1e-5)
+  assert metrics["partial_spearman_score"] == pytest.approx(expected["partial_spearman_score"],
+                                                            rel=1e-5)
   rows = {r["subset"]: r for r in report.section("challenge").tables["subsets"]}
   assert set(rows) == {"all", "high", "snv"} and rows["snv"]["n"] == 3
   assert rows["high"]["r2"] == pytest.approx(expected["high/pearson"]**2, rel=1e-5)
@@ -336,7 +416,8 @@ def test_tss_table_with_genomic_positions_uses_the_split_windows(tmp_path):
   from tf_seqmodels.evaluation.tracks import _tss_bins
   config = TrackDataConfig(sequence_length=1024, bin_size=128, target_length=4)
   windows = SimpleNamespace(regions=SimpleNamespace(chrom=np.array(["chr1", "chr2"]),
-                                                    centre=np.array([1000, 5000])), config=config)
+                                                    centre=np.array([1000, 5000]),
+                                                    strand=np.array(["+", "+"])), config=config)
   context = EvaluationContext(None, None, None, split="test",
                               data_info={"windows": {"test": windows}})
   path = tmp_path / "tss.tsv"
@@ -346,3 +427,93 @@ def test_tss_table_with_genomic_positions_uses_the_split_windows(tmp_path):
   assert list(tss.gene) == ["A", "B"] and list(tss.example) == [0, 1] and list(tss.bin) == [1, 3]
   with pytest.raises(ConfigError, match="no window coordinates"):
     _tss_bins(EvaluationContext(None, None, None, split="valid"), str(path), bins=4)
+
+
+def test_tss_in_a_minus_strand_window_lands_on_the_bin_the_data_layer_reads(tmp_path):
+  """A '-' window is read reverse-complemented with its bins reversed: a TSS's coverage spike
+  must sit in the bin `map_tss_to_bins` / `_tss_bins` name, on both strands."""
+  import pyBigWig
+
+  from tf_seqmodels.data.intervals import Regions
+  from tf_seqmodels.data.tracks import TrackDataConfig, TrackSource, TrackSpec, load_windows
+  from tf_seqmodels.evaluation.tracks import _tss_bins
+  rng = np.random.default_rng(11)
+  (tmp_path / "genome.fa").write_text(">chr1\n" + "".join(rng.choice(list("ACGT"), 600)) + "\n")
+  tss_positions = {"P": 150, "M": 421}  # P in the '+' window, M in the '-' window
+  coverage = np.zeros(600)
+  coverage[150], coverage[421] = 5.0, 7.0
+  bw = pyBigWig.open(str(tmp_path / "cage.bw"), "w")
+  bw.addHeader([("chr1", 600)], maxZooms=0)
+  bw.addEntries("chr1", 0, values=[float(v) for v in coverage], span=1, step=1)
+  bw.close()
+  config = TrackDataConfig(sequence_length=128, bin_size=16, target_length=4)
+  regions = Regions.from_intervals(["chr1", "chr1"], [120, 400], [130, 410], strand=["+", "-"])
+  with TrackSource(str(tmp_path / "genome.fa"),
+                   [TrackSpec(name="cage", path=str(tmp_path / "cage.bw"))]) as source:
+    windows = load_windows(source, regions, config)
+  # Output windows: [93, 157) on '+' and [373, 437) read backwards on '-'.
+  path = tmp_path / "tss.tsv"
+  path.write_text("gene\tchrom\tposition\n" +
+                  "".join(f"{g}\tchr1\t{p}\n" for g, p in tss_positions.items()))
+  context = EvaluationContext(None, None, None, split="test",
+                              data_info={"windows": {"test": windows}})
+  tss = _tss_bins(context, str(path), bins=4)
+  assert list(tss.gene) == ["P", "M"] and list(tss.example) == [0, 1]
+  # Genomic bin of M is (421 - 373) // 16 = 3; reversed it is output bin 0.
+  assert list(tss.bin) == [(150 - 93) // 16, 0]
+  np.testing.assert_allclose(windows.targets[tss.example, tss.bin, 0], [5.0, 7.0])
+  np.testing.assert_allclose(windows.targets[..., 0].sum(), 12.0)
+
+
+def test_browser_plots_genomic_regions_in_genomic_orientation(tmp_path):
+  """Regions "chrom:start-end" pick the window overlapping them most; a '-' window is drawn
+  with its bins reversed back and its strand pair swapped back, in genomic coordinates."""
+  import pyBigWig
+
+  from tf_seqmodels.data.intervals import Regions
+  from tf_seqmodels.data.tracks import TrackDataConfig, TrackSource, TrackSpec, load_windows
+  rng = np.random.default_rng(12)
+  (tmp_path / "genome.fa").write_text(">chr1\n" + "".join(rng.choice(list("ACGT"), 600)) + "\n")
+  plus, minus = np.zeros(600), np.zeros(600)
+  plus[380], minus[430] = 5.0, 2.0  # both in the '-' window's output [373, 437)
+  for name, values in (("plus", plus), ("minus", minus)):
+    bw = pyBigWig.open(str(tmp_path / f"{name}.bw"), "w")
+    bw.addHeader([("chr1", 600)], maxZooms=0)
+    bw.addEntries("chr1", 0, values=[float(v) for v in values], span=1, step=1)
+    bw.close()
+  tracks = [TrackSpec(name="CAGE plus", path=str(tmp_path / "plus.bw"), strand_pair="CAGE minus"),
+            TrackSpec(name="CAGE minus", path=str(tmp_path / "minus.bw"), strand_pair="CAGE plus")]
+  config = TrackDataConfig(sequence_length=128, bin_size=16, target_length=4)
+  regions = Regions.from_intervals(["chr1", "chr1"], [120, 400], [130, 410], strand=["+", "-"])
+  with TrackSource(str(tmp_path / "genome.fa"), tracks) as source:
+    windows = load_windows(source, regions, config)
+    permutation = source.permutation
+
+  class Ramp(Stub):
+    """Predicts bin index k + 10 x track for every window."""
+    def __init__(self):
+      super().__init__(lambda x: {"tracks": tf.tile(
+          (tf.range(4.0)[:, None] + tf.constant([[0.0, 10.0]]))[None], [tf.shape(x)[0], 1, 1])})
+
+  context = EvaluationContext(Ramp(), TrackTask(("tracks",)), windows.dataset(1), split="test",
+                              data_info={"tracks": ["CAGE plus", "CAGE minus"], "bin_size": 16,
+                                         "windows": {"test": windows},
+                                         "permutation": permutation}, progress=False)
+  options = TrackEvaluationOptions(plot_examples=(), plot_regions=("chr1:1,000-1,010",))
+  with pytest.raises(ConfigError, match="overlaps no window"):
+    get_evaluator("tracks").evaluate(context, options)
+  with pytest.raises(ConfigError, match="chrom:start-end"):
+    TrackEvaluationOptions(plot_regions=("chr1:500",))
+  options = TrackEvaluationOptions(plot_examples=(), plot_regions=("chr1:420-440",))
+  browser = get_evaluator("tracks").evaluate(context, options).section("browser")
+  assert list(browser.figures) == ["region_chr1_420_440"]
+  top, bottom = browser.figures["region_chr1_420_440"].axes
+  x = top.lines[0].get_xdata()
+  np.testing.assert_array_equal(x, [373, 389, 405, 421])  # genomic bin starts
+  # Output bin k of the '-' window is genomic bin 3 - k, and its columns are swapped pairs:
+  # the genomic "CAGE plus" row shows output column 1 reversed.
+  np.testing.assert_array_equal(top.lines[0].get_ydata(), [13, 12, 11, 10])
+  np.testing.assert_array_equal(bottom.lines[0].get_ydata(), [3, 2, 1, 0])
+  observed_plus = top.collections[-1].get_paths()[0].vertices[:, 1].max()
+  observed_minus = bottom.collections[-1].get_paths()[0].vertices[:, 1].max()
+  assert (observed_plus, observed_minus) == (5.0, 2.0)

@@ -1,6 +1,7 @@
 """TF-Hub export: every model family at toy size, reloaded in a process without tf-seqmodels
 or Sonnet; metadata, signatures, tarball and the built-in parity check."""
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -13,7 +14,10 @@ import tensorflow as tf
 
 from export.hub import HubExportConfig, ParityError, example_inputs, export_hub, read_metadata
 from export_toys import ToyMultiConfig, ToyMultiInput
+from tf_seqmodels.config import Config
 from tf_seqmodels.models import EnformerConfig, build_model, get_entry
+from tf_seqmodels.models.base import SequenceModel
+from weight_perturbation import perturb_weights
 
 TINY_ENFORMER = EnformerConfig(channels=48, num_transformer_layers=1, num_heads=2,
                                filters_divisible_by=8, heads={"human": 5, "mouse": 3},
@@ -101,6 +105,14 @@ def test_export_every_family_and_reload_without_the_package(tmp_path):
       "chromoformer": build_model("chromoformer", get_entry("chromoformer").demo_config()),
       "toy_multi": ToyMultiInput(),
   }
+  # A fresh Enformer's attention is an identity (zero-initialised output projection): move
+  # its weights so that parity exercises attention and relative positions.
+  enformer = models["enformer"]
+  enformer.ensure_built()
+  perturb_weights(enformer, seed=0)
+  attention = enformer.attention_weights(tf.constant(example_inputs(enformer, 1))).numpy()
+  assert attention.std(-1).mean() > 1e-3
+  assert np.abs(enformer.transformer[0].attention.embedding_layer.w.numpy()).max() > 0
   cases = {}
   for name, model in models.items():
     config = HubExportConfig(model_name=name, training_data="toy weights (untrained)",
@@ -111,6 +123,10 @@ def test_export_every_family_and_reload_without_the_package(tmp_path):
     # Parity in-process: heads, embedding, the signature, Enformer's published length.
     assert max(result.parity["savedmodel"].values()) < 1e-5
     assert set(result.parity["savedmodel"]) == set(model.head_names)
+    # Every entry point of the reloaded object was compared: __call__ and, for DNA models,
+    # one-hot ACGT through predict_dna_on_batch.
+    assert set(result.parity["call"]) == set(model.head_names)
+    assert ("predict_dna_on_batch" in result.parity) == model.takes_dna_sequence, name
     inputs = example_inputs(model, 3, seed=7)
     cases[name] = _save_case(tmp_path, name, model, result, inputs)
     meta = read_metadata(result.savedmodel)
@@ -164,6 +180,40 @@ def test_parity_failure_is_loud_and_leaves_nothing(tmp_path):
   assert os.listdir(tmp_path) == []
 
 
+@dataclasses.dataclass(frozen=True)
+class DriftConfig(Config):
+  sequence_length: int = 16
+
+
+class DriftingEncoding(SequenceModel):
+  """A DNA model whose encode_dna changes with every call: the export traces one encoding,
+  the live model uses another, and only the predict_dna_on_batch comparison can see it."""
+
+  def __init__(self):
+    super().__init__(DriftConfig(), name="drifting")
+    self.w = tf.Variable(tf.reshape(tf.range(8, dtype=tf.float32), [4, 2]), name="w")
+    self.calls = 0
+
+  input_channels = 4
+  head_names = ("out",)
+
+  def encode_dna(self, one_hot, is_reverse=False):
+    self.calls += 1
+    return one_hot * float(self.calls)
+
+  def embed(self, inputs, is_training):
+    return tf.einsum("blc,ch->blh", inputs, self.w)
+
+  def __call__(self, inputs, is_training):
+    return {"out": tf.reduce_sum(self.embed(inputs, is_training), axis=1)}
+
+
+def test_parity_checks_the_dna_entry_point(tmp_path):
+  with pytest.raises(ParityError, match="predict_dna_on_batch"):
+    export_hub(DriftingEncoding(), str(tmp_path / "drift"), HubExportConfig(tarball=False))
+  assert os.listdir(tmp_path) == []
+
+
 def test_existing_destination_needs_overwrite(tmp_path):
   model = ToyMultiInput()
   first = export_hub(model, str(tmp_path / "m"), HubExportConfig(tarball=False))
@@ -179,7 +229,8 @@ def test_cli_export_hub(tmp_path, capsys):
   out = tmp_path / "cli_export"
   assert cli.main(["export", "hub", "--model", "bpnet", "--demo", "--output", str(out),
                    "--no-tarball", "--training-data", "nothing"]) == 0
-  assert "parity: savedmodel, embedding, serving_default agree" in capsys.readouterr().out
+  assert ("parity: savedmodel, embedding, serving_default, call, predict_dna_on_batch"
+          in capsys.readouterr().out)
   assert read_metadata(str(out / "savedmodel"))["training_data"] == "nothing"
   assert not (out / "model.tar.gz").exists()
   assert cli.main(["export", "hub", "--model", "bpnet", "--demo", "--output", str(out)]) == 2

@@ -6,26 +6,36 @@ import os
 
 from tf_seqmodels.cli_variants import add_model_arguments, load_model_and_runner
 
-METHODS = ("gradient_x_input", "ism", "deepshap", "attention", "window_ism")
+METHODS = ("gradient_x_input", "ism", "deepshap", "deeplift", "attention", "window_ism")
 
 
 def add_parser(subparsers) -> None:
   p = subparsers.add_parser("contributions", help="contribution scores of regions (gradient x "
-                            "input, ISM, DeepSHAP-style, attention) -> HDF5 + bigWig + logos")
+                            "input, ISM, DeepSHAP-style, DeepLIFT, attention) -> HDF5 + bigWig + "
+                            "logos")
   add_model_arguments(p)
   p.add_argument("--fasta", required=True)
   p.add_argument("--regions", required=True, help="BED/narrowPeak; windows of the model's input "
                  "length centred on the summit (narrowPeak column 10) or the region centre")
   p.add_argument("--output-dir", required=True)
-  p.add_argument("--method", choices=METHODS, default="gradient_x_input")
-  p.add_argument("--head", default=None, help="target head (default: the model's first)")
+  p.add_argument("--method", choices=METHODS, default="gradient_x_input",
+                 help="deepshap: expected-gradients approximation of DeepSHAP; deeplift: "
+                 "DeepLIFT / DeepSHAP rescale rule (exact completeness for ReLU conv nets "
+                 "such as BPNet / ChromBPNet)")
+  p.add_argument("--head", default=None, help="target head (default: the only head, else the "
+                 "only log-counts head, else the only track head; otherwise required)")
   p.add_argument("--target-tracks", type=int, nargs="*", help="track indices (default: all)")
   p.add_argument("--target-bins", type=int, nargs=2, metavar=("START", "END"),
                  help="positional bins [START, END) of the target (default: all)")
-  p.add_argument("--target-kind", choices=("sum", "mean", "profile"), default="sum",
-                 help="profile = ChromBPNet's mean-normalised softmax-weighted logits")
-  p.add_argument("--references", type=int, default=10, help="deepshap: shuffled references")
+  p.add_argument("--target-kind", choices=("sum", "mean", "profile"), default=None,
+                 help="profile = ChromBPNet's mean-normalised softmax-weighted logits (default "
+                 "for profile-logit heads; sum otherwise)")
+  p.add_argument("--references", type=int, default=10,
+                 help="deepshap, deeplift: dinucleotide-shuffled references per region")
   p.add_argument("--steps", type=int, default=8, help="deepshap: path steps per reference")
+  p.add_argument("--allow-unsupported-ops", action="store_true", help="deeplift: proceed, with "
+                 "a warning, through ops without a DeepLIFT rule (plain gradients there; "
+                 "completeness then holds only approximately) instead of failing")
   p.add_argument("--window-size", type=int, default=200, help="window_ism: the input is tiled "
                  "into windows of this size, each replaced in turn (enhancer replacement)")
   p.add_argument("--replacement", choices=("shuffle", "random", "N"), default="shuffle",
@@ -64,14 +74,13 @@ def run(args) -> int:
   if args.method == "attention":
     rows = C.attention_rows(model, one_hot, runner=runner, batch_size=args.batch_size)
     path = os.path.join(args.output_dir, "attention.npz")
-    np.savez(path + ".tmp.npz", rows=rows, chroms=np.array(chroms), starts=np.array(starts))
-    os.replace(path + ".tmp.npz", path)
+    from tf_seqmodels.config import atomic_output
+    with atomic_output(path) as tmp, open(tmp, "wb") as f:  # a file object: savez adds no suffix
+      np.savez(f, rows=rows, chroms=np.array(chroms), starts=np.array(starts))
     print(f"wrote attention rows {rows.shape} (centre query bin, mean over layers and heads) to {path}")
     return 0
-  head = args.head or next(iter(model.position_axes), None)
-  if head is None:
-    raise ValueError("name the target head (--head)")
-  target = C.Target(head=head, kind=args.target_kind,
+  head, kind = C.default_target(model, args.head, args.target_kind)
+  target = C.Target(head=head, kind=kind,
                     tracks=tuple(args.target_tracks) if args.target_tracks else None,
                     bins=tuple(args.target_bins) if args.target_bins else None)
   if args.method == "window_ism":
@@ -86,6 +95,11 @@ def run(args) -> int:
     elif args.method == "deepshap":
       hypothetical[i:i + step] = C.deepshap(model, x, target, runner, args.references, args.steps,
                                             batch_size=args.batch_size * 4)
+    elif args.method == "deeplift":
+      from tf_seqmodels.analysis.deeplift import deeplift
+      hypothetical[i:i + step] = deeplift(model, x, target, runner, args.references, seed=i,
+                                          batch_size=args.batch_size * 4,
+                                          strict=not args.allow_unsupported_ops)
     else:  # ISM deltas are the hypothetical scores of each base (0 for the reference base)
       delta = C.ism(model, x, target, runner, batch_size=args.batch_size * 16)
       hypothetical[i:i + step] = delta - delta.mean(-1, keepdims=True)

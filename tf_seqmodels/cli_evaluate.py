@@ -55,20 +55,13 @@ def _read_options(path):
 
 def _recorded_config(run_dir: str):
   """The training config recorded in `run_dir/run.json` by `tf-seqmodels train`."""
-  import json
-  import os
-
-  from tf_seqmodels.training.run_config import TrainConfig
-  path = os.path.join(run_dir, "run.json")
-  if not os.path.exists(path):
-    raise FileNotFoundError(f"{run_dir} is not a training run directory (no run.json); give "
-                            f"--config with --weights instead")
-  with open(path) as f:
-    recorded = (json.load(f).get("config") or {}).get("train_config")
-  if not recorded:
-    raise ValueError(f"{path} records no training config (the run was not started by "
-                     f"`tf-seqmodels train`); give --config with --weights instead")
-  return TrainConfig.from_dict(recorded)
+  from tf_seqmodels.training.checkpointing import read_train_config
+  try:
+    return read_train_config(run_dir)
+  except FileNotFoundError as e:
+    raise FileNotFoundError(f"{e}; give --config with --weights instead") from None
+  except ValueError as e:  # no recorded config, or one that no longer parses
+    raise ValueError(f"{e}; give --config with --weights instead") from None
 
 
 def run(args) -> int:

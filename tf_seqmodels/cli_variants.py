@@ -15,6 +15,12 @@ def add_model_arguments(p) -> None:
                  help="checkpoint of a run directory")
   p.add_argument("--without-bias", action="store_true", help="score the bias-corrected model "
                  "of a bias-factorised model (ChromBPNet's no-bias model)")
+  p.add_argument("--targets", help="Basenji targets table whose strand pairs (CAGE +/-) apply "
+                 "to the model's track head when averaging reverse complements (default: the "
+                 "run's data config or the export's metadata)")
+  p.add_argument("--position-axes", nargs="*", metavar="HEAD:AXIS",
+                 help="positional output axis per head (AXIS or 'none'), for SavedModels "
+                 "without tf-seqmodels metadata")
   p.add_argument("--strategy", choices=("default", "mirrored", "multiworker", "tpu"),
                  default="default", help="distribute batches like the trainer")
   p.add_argument("--cpu-devices", type=int, default=0,
@@ -31,8 +37,20 @@ def load_model_and_runner(args):
   runner = BatchRunner(info)
   model = load_analysis_model(args.model, model_name=args.model_name,
                               model_config=args.model_config, which=args.which,
-                              without_bias=args.without_bias, strategy=info.strategy)
+                              without_bias=args.without_bias, strategy=info.strategy,
+                              position_axes=_position_axes(getattr(args, "position_axes", None)),
+                              targets=getattr(args, "targets", None))
   return model, runner
+
+
+def _position_axes(specs) -> dict:
+  out = {}
+  for spec in specs or ():
+    head, _, axis = spec.partition(":")
+    if not head or not axis or not (axis == "none" or axis.lstrip("-").isdigit()):
+      raise ValueError(f"--position-axes {spec!r}: expected HEAD:AXIS or HEAD:none")
+    out[head] = None if axis == "none" else int(axis)
+  return out
 
 
 def _tracks(specs) -> dict:
@@ -53,6 +71,8 @@ def add_parser(subparsers) -> None:
   p.add_argument("--fasta", help="reference genome (indexed or indexable FASTA)")
   p.add_argument("--pairs", help="instead of --vcf/--fasta: TSV of id, ref_sequence, "
                  "alt_sequence of the model's length (e.g. DREAM challenge SNV pairs)")
+  p.add_argument("--plasmid", help="with --pairs: DREAM plasmid.json; sequences are padded to "
+                 "the model's length as the DREAM reference does")
   p.add_argument("--output", required=True, help="scores: .h5 (all tracks, PCA) or .tsv")
   p.add_argument("--heads", nargs="*", default=(), help="heads to score (default: all)")
   p.add_argument("--tracks", nargs="*", help="track subsets, HEAD:I,J,... (default: all tracks)")
@@ -60,7 +80,9 @@ def add_parser(subparsers) -> None:
                  "variant (or TSS); default: all bins")
   p.add_argument("--genes", help="gene mode: BED of genes/TSSs (strand in column 6); windows are "
                  "centred on each TSS within reach (defaults --window-bins to 3)")
-  p.add_argument("--statistics", nargs="+", default=("diff", "log_fc", "abs_diff"))
+  p.add_argument("--statistics", nargs="+", choices=("diff", "log_fc", "abs_diff", "jsd"),
+                 default=None, help="default: all; each head gets those its kind supports "
+                 "(profile heads: jsd; scalar heads: diff, abs_diff)")
   p.add_argument("--shifts", type=int, nargs="+", default=(0,), help="window shifts (bp) to "
                  "average over, e.g. -1 0 1")
   p.add_argument("--no-reverse-complement", action="store_true")
@@ -78,13 +100,19 @@ def run(args) -> int:
     raise ValueError("give --vcf and --fasta, or --pairs")
   model, runner = load_model_and_runner(args)
   window = args.window_bins if args.window_bins or not args.genes else 3
+  statistics = {"statistics": tuple(args.statistics)} if args.statistics else {}
   config = VariantScoringConfig(heads=tuple(args.heads), tracks=_tracks(args.tracks),
-                                window_bins=window, statistics=tuple(args.statistics),
+                                window_bins=window, **statistics,
                                 reverse_complement=not args.no_reverse_complement,
                                 shifts=tuple(args.shifts), sequence_length=args.sequence_length,
                                 batch_size=args.batch_size)
   if args.pairs:
-    count = score_pairs_file(model, args.pairs, args.output, config, runner=runner)
+    plasmid = None
+    if args.plasmid:
+      from tf_seqmodels.data.dream import load_plasmid
+      plasmid = load_plasmid(args.plasmid)
+    count = score_pairs_file(model, args.pairs, args.output, config, runner=runner,
+                             plasmid=plasmid)
     print(f"scored {count} sequence pairs -> {args.output}")
     return 0
   result = score_vcf(model, args.vcf, args.fasta, args.output, config, runner=runner,

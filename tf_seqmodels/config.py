@@ -8,6 +8,7 @@ annotations, and `Config.load(Config.save(...))` returns an equal object.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -176,6 +177,31 @@ def apply_default_permissions(path: str) -> None:
   so written configs, data and checkpoints stay readable by the group like any other file."""
   base = 0o777 if os.path.isdir(path) else 0o666
   os.chmod(path, base & ~_umask())
+
+
+def temporary_path(path: str) -> str:
+  """A new, unique empty file next to `path` (same folder, so a rename is atomic) for a
+  writer that opens the file itself; concurrent writers of one `path` never share it."""
+  directory = os.path.dirname(os.path.abspath(path))
+  os.makedirs(directory, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.basename(path))
+  os.close(fd)
+  return tmp
+
+
+@contextlib.contextmanager
+def atomic_output(path: str):
+  """Yields a temporary path (`temporary_path`) to write `path` through (HDF5, bigWig, npz):
+  renamed to `path` when the block succeeds, deleted when it raises."""
+  tmp = temporary_path(path)
+  try:
+    yield tmp
+    apply_default_permissions(tmp)
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.unlink(tmp)
+    raise
 
 
 def atomic_write_text(path: str, text: str) -> None:

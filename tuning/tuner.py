@@ -173,6 +173,21 @@ def best_run_config(config: SearchConfig, values: dict[str, Any], run_dir: str) 
   return trial_run_config(config, values, run_dir)
 
 
+def selected_epoch_metrics(history: dict[str, Any]) -> dict[str, float]:
+  """The validation metrics {val_<name>: value} of the evaluation the trial's best checkpoint
+  comes from (`best_step`; trial configs select it by the objective): the model a Hyperband
+  child warm-starts from and best_run.yaml retrains. The last evaluation when no best was
+  recorded (or it predates this session's history)."""
+  series = {k: v for k, v in history.items() if k.startswith("val_") and isinstance(v, list) and v}
+  steps = list(history.get("eval_steps") or [])
+  best_step = history.get("best_step")
+  index = -1
+  if best_step is not None and best_step in steps:
+    index = len(steps) - 1 - steps[::-1].index(best_step)  # the latest evaluation at that step
+  return {k: float(v[index]) if len(v) == len(steps) else float(v[-1])
+          for k, v in series.items()}
+
+
 def _tuner_classes():
   """keras-tuner classes whose trials run our trainer (imported lazily: keras-tuner loads Keras)."""
   import keras_tuner as kt
@@ -208,8 +223,7 @@ def _tuner_classes():
         log.error(message)
         print(f"tf-seqmodels tune: {message}", flush=True)
         raise kt.errors.FailedTrialError(message) from e
-      metrics = {k: v[-1] for k, v in history.items()
-                 if k.startswith("val_") and isinstance(v, list) and v}
+      metrics = selected_epoch_metrics(history)
       name, _ = self.search_config.objective()
       if name not in metrics:
         raise kt.errors.FailedTrialError(

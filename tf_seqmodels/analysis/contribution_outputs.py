@@ -15,10 +15,11 @@ between their centres, as ChromBPNet's bigwig writer does.
 
 from __future__ import annotations
 
-import os
 from typing import Mapping, Sequence
 
 import numpy as np
+
+from tf_seqmodels.config import atomic_output
 
 
 def write_modisco_h5(path: str, one_hot: np.ndarray, hypothetical: np.ndarray,
@@ -31,8 +32,7 @@ def write_modisco_h5(path: str, one_hot: np.ndarray, hypothetical: np.ndarray,
     raise ValueError(f"one_hot {one_hot.shape} and hypothetical {hypothetical.shape} must both "
                      f"be [N, L, 4]")
   length = one_hot.shape[1]
-  tmp = path + ".tmp"
-  with h5py.File(tmp, "w") as f:
+  with atomic_output(path) as tmp, h5py.File(tmp, "w") as f:
     f.create_dataset("raw/seq", data=one_hot.transpose(0, 2, 1).astype(np.int8), compression="gzip")
     f.create_dataset("shap/seq", data=hypothetical.transpose(0, 2, 1), compression="gzip")
     f.create_dataset("projected_shap/seq", data=(hypothetical * one_hot).transpose(0, 2, 1),
@@ -42,13 +42,11 @@ def write_modisco_h5(path: str, one_hot: np.ndarray, hypothetical: np.ndarray,
     f.create_dataset("regions/end", data=np.asarray(starts, np.int64) + length)
     for key, value in (attrs or {}).items():
       f.attrs[key] = value
-  os.replace(tmp, path)
 
 
 def write_contribution_bigwig(path: str, chrom_sizes: Mapping[str, int], chroms: Sequence[str],
                               starts: Sequence[int], values: np.ndarray) -> None:
   """Per-base `values` [N, L] of windows (chroms[i], starts[i]) -> bigWig, atomically."""
-  import pyBigWig
   values = np.asarray(values, np.float64)
   length = values.shape[1]
   order = sorted(range(len(chroms)), key=lambda i: (list(chrom_sizes).index(chroms[i])
@@ -56,7 +54,13 @@ def write_contribution_bigwig(path: str, chrom_sizes: Mapping[str, int], chroms:
   for i in order:
     if chroms[i] not in chrom_sizes:
       raise ValueError(f"region chromosome {chroms[i]} is not in the genome")
-  tmp = path + ".tmp"
+  with atomic_output(path) as tmp:
+    _write_bigwig(tmp, chrom_sizes, chroms, starts, values, order, length)
+
+
+def _write_bigwig(tmp, chrom_sizes, chroms, starts, values, order, length) -> None:
+  """Writes the entries of `write_contribution_bigwig` (regions in genome `order`) to `tmp`."""
+  import pyBigWig
   bw = pyBigWig.open(tmp, "w")
   try:
     bw.addHeader(list(chrom_sizes.items()))
@@ -77,4 +81,3 @@ def write_contribution_bigwig(path: str, chrom_sizes: Mapping[str, int], chroms:
       bw.addEntries(chrom, lo, values=values[i, lo - start:hi - start].tolist(), span=1, step=1)
   finally:
     bw.close()
-  os.replace(tmp, path)

@@ -26,7 +26,8 @@ straight path r -> x (`steps` midpoints), and the hypothetical contribution of b
 position i is mean_r (m_r[i, b] - sum_c r[i, c] m_r[i, c]) (the hypothetical-score formula
 of the kundajelab DeepSHAP genomics code). Its projection on x sums to
 f(x) - mean_r f(r) as `steps` grows (completeness), for any differentiable model, so it needs
-no per-layer DeepLIFT rules.
+no per-layer DeepLIFT rules. `analysis.deeplift.deeplift` is the exact DeepLIFT / DeepSHAP
+(rescale rule) counterpart, for models built of ops it has rules for.
 """
 
 from __future__ import annotations
@@ -47,16 +48,44 @@ TARGET_KINDS = ("sum", "mean", "profile")
 class Target(Config):
   """What a contribution explains: one number per sequence from one head."""
 
-  head: str = "logcounts"
+  head: str = ""
   tracks: Optional[tuple[int, ...]] = None
   bins: Optional[tuple[int, int]] = None
   kind: str = "sum"
 
   def validate(self) -> None:
+    if not self.head:
+      raise ConfigError("Target: name the head to explain (e.g. Target(head=\"logcounts\"))")
     if self.kind not in TARGET_KINDS:
       raise ConfigError(f"Target: kind must be one of {TARGET_KINDS}, got {self.kind!r}")
     if self.bins is not None and not 0 <= self.bins[0] < self.bins[1]:
       raise ConfigError(f"Target: bins must be [start, end) with 0 <= start < end, got {self.bins}")
+
+
+def default_target(model: AnalysisModel, head: Optional[str] = None,
+                   kind: Optional[str] = None) -> tuple[str, str]:
+  """(head, target kind) to explain when the user names neither or only one.
+
+  Head: the model's only head, else its only "log_counts" head (ChromBPNet / BPNet counts,
+  the reference's default contribution target), else its only "tracks" head; otherwise the
+  head must be named. Kind: "profile" for a "profile_logits" head (summed logits mean
+  nothing: softmax is shift-invariant), else "sum".
+  """
+  kinds = {h: model.head_kind(h) for h in (model.head_kinds or model.position_axes)}
+  if head is None:
+    if len(kinds) == 1:
+      head = next(iter(kinds))
+    else:
+      for wanted in ("log_counts", "tracks"):
+        matches = [h for h, k in kinds.items() if k == wanted]
+        if len(matches) == 1:
+          head = matches[0]
+          break
+    if head is None:
+      raise ValueError(f"name the head to explain (--head); heads and kinds: {kinds}")
+  if kind is None:
+    kind = "profile" if kinds.get(head) == "profile_logits" else "sum"
+  return head, kind
 
 
 def target_value(target: Target, outputs: dict, position_axis: Optional[int]) -> tf.Tensor:

@@ -5,10 +5,13 @@
     outputs = runner.predict(one_hot)                 # one_hot [B, L, 4] ACGT -> {head: [B, ...]}
 
 `AnalysisModel` is the one object the variant and contribution analyses see. It wraps a
-contract model (`SequenceModel`: `encode_dna`, `position_axes`, gradients) or any loaded
-object with `predict_on_batch(x) -> dict` (e.g. a SavedModel exported by tf-seqmodels or
-TF-Hub), whose input is taken to be one-hot ACGT and whose rank >= 3 outputs ([B, bins,
-tracks]) are positional unless `position_axes` says otherwise.
+contract model (`SequenceModel`: `encode_dna`, `position_axes`, `head_kinds`, gradients) or a
+SavedModel. A tf-seqmodels export is read through its metadata (position axes, head kinds,
+strand pairs) and its `predict_dna_on_batch` / `predict_reverse_dna_on_batch` (one-hot ACGT
+encoded as the model needs); another SavedModel's `predict_on_batch` must take one-hot ACGT
+[B, L, 4], and its positional axes must be given (`position_axes`). Strand-paired tracks
+(`track_permutations`) come from the run's data config, the export's metadata or a targets
+table.
 
 `BatchRunner` splits each batch over the replicas of a trainer strategy
 (`training.strategy.make_strategy`: default, mirrored, multiworker, tpu) and gathers the
@@ -31,14 +34,20 @@ class AnalysisModel:
   """A model seen through the DNA-analysis interface.
 
   Attributes:
-    model: the wrapped contract model, or None for a plain `predict_on_batch` object.
+    model: the wrapped contract model, or None for a SavedModel.
     sequence_length: the input length the model expects (None: any, or unknown).
     position_axes: {head: output axis along the sequence, or None}.
+    head_kinds: {head: one of models.base.HEAD_KINDS} (what the values mean).
+    track_permutations: {head: strand-pair permutation [T] of its tracks} for stranded heads;
+      reverse-complement copies swap the pairs back (`data.strands`).
   """
 
   def __init__(self, model, position_axes: Optional[Mapping[str, Optional[int]]] = None,
-               sequence_length: Optional[int] = None, name: str = "model"):
+               sequence_length: Optional[int] = None, name: str = "model",
+               track_permutations: Optional[Mapping[str, Any]] = None,
+               head_kinds: Optional[Mapping[str, str]] = None):
     self.name = name
+    self._reverse_predictor = None
     if hasattr(model, "encode_dna") and hasattr(model, "head_names"):
       if not getattr(model, "takes_dna_sequence", True):
         raise SequenceError(f"{type(model).__name__} does not read a DNA sequence: variant and "
@@ -47,17 +56,36 @@ class AnalysisModel:
       self.model = model
       self._predictor = None
       self.position_axes = dict(model.position_axes)
+      self.head_kinds = dict(getattr(model, "head_kinds", None) or {})
       self.sequence_length = sequence_length or model.sequence_length
-    elif hasattr(model, "predict_on_batch"):
+      self._metadata_perms = {}
+      self._has_metadata = True
+      self._fixed_length = None
+    elif _predictor_of(model) is not None:
       self.model = None
-      self._predictor = model
-      self.position_axes = dict(position_axes or {})
-      self.sequence_length = sequence_length or _saved_length(model)
+      metadata = _saved_metadata(model)
+      self._predictor, self._reverse_predictor = _dna_predictors(_predictor_of(model), metadata,
+                                                                 name)
+      self.position_axes = dict(metadata.get("position_axes") or {})
+      self.head_kinds = dict(metadata.get("head_kinds") or {})
+      self._metadata_perms = dict(metadata.get("track_permutations") or {})
+      self._has_metadata = bool(metadata)
+      # The signature's length is binding; a dynamic-length export takes the length it was
+      # trained on (metadata) as its default window.
+      self._fixed_length = _saved_length(self._predictor)
+      self.sequence_length = (sequence_length or self._fixed_length
+                              or metadata.get("sequence_length"))
     else:
       raise TypeError(f"{type(model).__name__} is neither a tf-seqmodels model nor an object "
                       f"with predict_on_batch(x) -> dict")
     if position_axes:
       self.position_axes.update(position_axes)
+    if head_kinds:
+      self.head_kinds.update(head_kinds)
+    from tf_seqmodels.data.strands import check_track_permutation
+    perms = {**self._metadata_perms, **dict(track_permutations or {})}
+    self.track_permutations = {h: check_track_permutation(p, f"track permutation of {h!r}")
+                               for h, p in perms.items()}
 
   @property
   def differentiable(self) -> bool:
@@ -66,23 +94,35 @@ class AnalysisModel:
   def check_length(self, length: int) -> None:
     if self.model is not None:
       self.model.check_length(length)
-    elif self.sequence_length is not None and length != self.sequence_length:
-      raise SequenceError(f"{self.name} expects {self.sequence_length}-bp inputs, got {length}")
+    elif self._fixed_length is not None and length != self._fixed_length:
+      raise SequenceError(f"{self.name} expects {self._fixed_length}-bp inputs, got {length}")
 
   def __call__(self, one_hot: tf.Tensor, is_reverse: bool = False) -> dict[str, tf.Tensor]:
     """Head outputs for one-hot ACGT [B, L, 4] (a differentiable TF function for contract
     models; graph-compatible, so it can run inside `strategy.run`)."""
     if self.model is not None:
       return self.model(self.model.encode_dna(one_hot, is_reverse), is_training=False)
-    outputs = self._predictor.predict_on_batch(one_hot)
+    predictor = self._reverse_predictor if is_reverse else self._predictor
+    outputs = predictor(one_hot)
     if not isinstance(outputs, Mapping):
       outputs = {"output": outputs}
     return dict(outputs)
 
-  def position_axis(self, head: str, output: np.ndarray) -> Optional[int]:
+  def position_axis(self, head: str, output: Any = None) -> Optional[int]:
+    """The positional output axis of `head` (None: one value per sequence)."""
     if head in self.position_axes:
       return self.position_axes[head]
-    return 1 if np.ndim(output) >= 3 else None
+    if self.model is None and not self._has_metadata:
+      raise ValueError(f"{self.name}: a SavedModel without tf-seqmodels metadata does not say "
+                       f"which output axis of head {head!r} runs along the sequence; give "
+                       f"position_axes (CLI: --position-axes {head}:AXIS or {head}:none)")
+    return None
+
+  def head_kind(self, head: str, output: Any = None) -> str:
+    """What `head`'s values mean (default: "tracks" if positional, else "scalar")."""
+    if head in self.head_kinds:
+      return self.head_kinds[head]
+    return "tracks" if self.position_axis(head, output) is not None else "scalar"
 
   def attention_weights(self, one_hot: tf.Tensor) -> tf.Tensor:
     if self.model is None:
@@ -91,36 +131,61 @@ class AnalysisModel:
     return self.model.attention_weights(self.model.encode_dna(one_hot))
 
 
+def _is_predictor(obj) -> bool:
+  return hasattr(obj, "predict_dna_on_batch") or hasattr(obj, "predict_on_batch")
+
+
+def _predictor_of(obj):
+  """The object holding the predict functions: a tf-seqmodels export's `.model`, else `obj`."""
+  inner = getattr(obj, "model", None)
+  if inner is not None and _is_predictor(inner):
+    return inner
+  return obj if _is_predictor(obj) else None
+
+
+def _saved_metadata(obj) -> dict:
+  """The metadata of a tf-seqmodels export (its root's get_metadata; {} for others)."""
+  fn = getattr(obj, "get_metadata", None)
+  return json.loads(fn().numpy().decode()) if fn is not None else {}
+
+
+def _dna_predictors(obj, metadata: Mapping[str, Any], name: str):
+  """(forward, reverse-complement) functions of one-hot ACGT [B, L, 4] -> outputs."""
+  if hasattr(obj, "predict_dna_on_batch"):
+    reverse = getattr(obj, "predict_reverse_dna_on_batch", None) or obj.predict_dna_on_batch
+    return obj.predict_dna_on_batch, reverse
+  if metadata and not metadata.get("takes_dna_sequence", True):
+    raise SequenceError(f"{name}: the exported {metadata.get('model_class', 'model')} does not "
+                        f"read a DNA sequence; variant and contribution analyses need one that does")
+  channels = _saved_channels(obj.predict_on_batch)
+  if channels is not None and channels != 4:
+    raise SequenceError(f"{name}: its predict_on_batch takes {channels} input channels, not "
+                        f"one-hot ACGT, and it has no predict_dna_on_batch to encode DNA (export "
+                        f"it with a current tf-seqmodels, or analyse its checkpoint)")
+  return obj.predict_on_batch, obj.predict_on_batch
+
+
 def ensure_built(model, strategy=None) -> None:
-  """Creates a contract model's variables under `strategy` (None: the current one).
-
-  Replicator-style strategies cannot create variables inside a tf.function (the symbolic
-  trace of `SequenceModel.build`), so there the model runs once eagerly on a zero batch, as
-  the trainer does.
-  """
-  if model.__dict__.get("_built", False):
-    return
-  strategy = strategy or tf.distribute.get_strategy()
-  if strategy is tf.distribute.get_strategy() and not tf.distribute.has_strategy():
-    model.ensure_built()
-    return
-  length = model.sequence_length
-  if length is None:
-    raise ValueError(f"{type(model).__name__} has no sequence_length to build it with")
-  zeros = tf.zeros([1, length, model.input_channels])
-  with strategy.scope():
-    strategy.run(lambda x: model(x, is_training=False), args=(zeros,))
-  model._built = True
+  """Creates a contract model's variables under `strategy` (see
+  `training.checkpointing.ensure_built`)."""
+  from tf_seqmodels.training.checkpointing import ensure_built as build
+  build(model, strategy)
 
 
-def _saved_length(obj) -> Optional[int]:
-  """The fixed input length of a restored `predict_on_batch` signature, if it has one."""
-  fn = getattr(obj, "predict_on_batch", None)
+def _input_specs(fn):
   for concrete in getattr(fn, "concrete_functions", None) or ():
     spec = concrete.structured_input_signature[0]
     if spec and isinstance(spec[0], tf.TensorSpec) and spec[0].shape.rank == 3:
-      return spec[0].shape[1]
-  return None
+      yield spec[0]
+
+
+def _saved_length(fn) -> Optional[int]:
+  """The fixed input length of a restored signature, if it has one."""
+  return next((spec.shape[1] for spec in _input_specs(fn)), None)
+
+
+def _saved_channels(fn) -> Optional[int]:
+  return next((spec.shape[2] for spec in _input_specs(fn)), None)
 
 
 # --- loading --------------------------------------------------------------------------------
@@ -129,37 +194,29 @@ def _is_saved_model(path: str) -> bool:
   return os.path.isdir(path) and os.path.exists(os.path.join(path, "saved_model.pb"))
 
 
-def _run_model(run_dir: str):
-  """(registry name, config) of the model a training run directory trained."""
-  from tf_seqmodels.training.logging import RUN_METADATA
-  from tf_seqmodels.training.run_config import TrainConfig, _model_config
-  with open(os.path.join(run_dir, RUN_METADATA)) as f:
-    metadata = json.load(f)
-  train_config = metadata.get("train_config")
-  if not train_config:
-    raise ValueError(f"{run_dir}/{RUN_METADATA} has no train_config (was it written by "
-                     f"`tf-seqmodels train`?); pass --model-name and --model-config instead")
-  config = TrainConfig.from_dict(train_config, where=f"{run_dir}/{RUN_METADATA}")
-  return config.model.name, _model_config(config.model)
-
-
 def load_analysis_model(path: str, *, model_name: Optional[str] = None,
                         model_config: Optional[str] = None, which: str = "best",
                         without_bias: bool = False, strategy=None,
-                        position_axes: Optional[Mapping[str, Optional[int]]] = None) -> AnalysisModel:
+                        position_axes: Optional[Mapping[str, Optional[int]]] = None,
+                        targets: Optional[str] = None) -> AnalysisModel:
   """Loads a model for analysis.
 
   Args:
     path: a training run directory (run.json + checkpoints), a checkpoint (prefix or
-      directory, with `model_name`), or a SavedModel directory.
+      directory, with `model_name`), or a SavedModel directory (a tf-seqmodels export: its
+      metadata gives position axes, head kinds and strand pairs).
     model_name, model_config: registry name and config file (.yaml/.json) for a bare
       checkpoint; the config defaults to the registered model's defaults.
-    which: "best" or "latest" checkpoint of a run directory.
+    which: "best" or "latest" checkpoint of a run directory (best falls back to latest).
     without_bias: score the bias-corrected model (`without_bias()` of a bias-factorised
       model such as ChromBPNet).
     strategy: a tf.distribute strategy whose scope owns the variables (None: current).
     position_axes: overrides of the positional output axis per head.
+    targets: a Basenji targets table whose strand pairs apply to the model's track head
+      (default: the run's own data config, or the export's metadata).
   """
+  from tf_seqmodels.data.strands import (check_track_permutation, data_track_permutations,
+                                         targets_permutation)
   path = os.fspath(path)
   if not os.path.exists(path) and not os.path.exists(path + ".index"):
     raise FileNotFoundError(f"model not found: {path}")
@@ -170,36 +227,39 @@ def load_analysis_model(path: str, *, model_name: Optional[str] = None,
                        "SavedModel has no separable bias model)")
     with strategy.scope():
       loaded = tf.saved_model.load(path)
-    predictor = loaded if hasattr(loaded, "predict_on_batch") else getattr(loaded, "model", None)
-    if predictor is None or not hasattr(predictor, "predict_on_batch"):
+    if _predictor_of(loaded) is None:
       raise ValueError(f"SavedModel {path} has neither predict_on_batch nor "
                        f".model.predict_on_batch")
-    return AnalysisModel(predictor, position_axes, name=os.path.basename(path.rstrip("/")))
-  from tf_seqmodels.models.registry import build_model, get_entry
-  from tf_seqmodels.training.logging import RUN_METADATA
-  is_run = os.path.isdir(path) and os.path.exists(os.path.join(path, RUN_METADATA))
-  if is_run and model_name is None:
-    model_name, config = _run_model(path)
-  else:
-    if model_name is None:
-      raise ValueError(f"{path} is a checkpoint without run.json: name its model (--model-name)")
-    entry = get_entry(model_name)
-    config = entry.config_class.load(model_config) if model_config else entry.config_class()
-  with strategy.scope():
-    model = build_model(model_name, config)
-    ensure_built(model, strategy)
-    if is_run:
-      from tf_seqmodels.training.checkpointing import restore_model
-      restore_model(model, path, which)
-    else:
-      from tf_seqmodels.convert.weights import load_checkpoint
-      load_checkpoint(model, path)
+    model = AnalysisModel(loaded, position_axes, name=os.path.basename(path.rstrip("/")))
+    model.track_permutations.update(_targets_perms(model, targets, targets_permutation))
+    return model
+  from tf_seqmodels.training.checkpointing import load_trained_model
+  model, model_name, train_config, _ = load_trained_model(
+      path, model_name=model_name, model_config=model_config, which=which, strategy=strategy)
+  perms = data_track_permutations(train_config.data) if train_config is not None else {}
   if without_bias:
     if not hasattr(model, "without_bias"):
       raise ValueError(f"{model_name} has no bias model (--without-bias is for bias-factorised "
                        f"models such as chrombpnet)")
     model = model.without_bias()
-  return AnalysisModel(model, position_axes, name=model_name)
+  analysis = AnalysisModel(model, position_axes, name=model_name)
+  perms.update(_targets_perms(analysis, targets, targets_permutation))
+  analysis.track_permutations.update(
+      {h: check_track_permutation(p, f"strand pairs of {h!r}") for h, p in perms.items()
+       if h in model.head_names})
+  return analysis
+
+
+def _targets_perms(model: AnalysisModel, targets: Optional[str], read) -> dict:
+  """{track head: permutation} of a targets table given on the command line."""
+  if not targets:
+    return {}
+  heads = [h for h, kind in model.head_kinds.items() if kind == "tracks"]
+  if len(heads) != 1:
+    raise ValueError(f"a targets table needs exactly one track head to apply to; the model "
+                     f"has {heads or 'none'}")
+  from tf_seqmodels.data.strands import check_track_permutation
+  return {heads[0]: check_track_permutation(read(targets), f"strand pairs of {targets}")}
 
 
 # --- distributed batches --------------------------------------------------------------------

@@ -59,8 +59,10 @@ def plot_contribution_logo(path: str, contributions: np.ndarray, title: str = ""
   ax.set_ylabel("contribution")
   ax.set_title(title, fontsize=9)
   fig.tight_layout()
-  tmp = path + ".tmp.png"
-  fig.savefig(tmp, dpi=100)
-  plt.close(fig)
-  os.replace(tmp, path)
+  from tf_seqmodels.config import atomic_output
+  try:
+    with atomic_output(path) as tmp:
+      fig.savefig(tmp, dpi=100, format=os.path.splitext(path)[1][1:] or "png")
+  finally:
+    plt.close(fig)
   return path

@@ -12,16 +12,31 @@ the length: sequence on the anchor's side of the variant stays in place and the 
 is filled from (deletions) or truncated to (insertions) the genome, so the output bins
 stay aligned with the anchor.
 
-Every head is reduced to one value per track: its positional axis (`position_axes` of the
-contract) is summed over all bins or over `window_bins` bins centred on the anchor (the
-Enformer gene recipe: the TSS bin and its two neighbours = `window_bins=3`), and a
-`tracks` subset may be kept. Predictions are averaged over the reverse complement (outputs
-flipped back along the positional axis) and the shifts of the window (the Enformer recipe),
-for ref and alt separately; then per statistic:
+Predictions are averaged over the reverse complement (outputs flipped back along the
+positional axis, strand-paired tracks such as CAGE +/- swapped back: `track_permutations`)
+and the shifts of the window (the Enformer recipe), for ref and alt separately. Each head is
+then compared according to its kind (`head_kinds` of the contract):
 
-    diff      alt - ref                                (Enformer's SAD)
-    log_fc    log2(alt + c) - log2(ref + c)            (SAR with pseudo-count c = 1)
-    abs_diff  |alt - ref|
+  tracks, log_counts, scalar: one value per track. The positional axis (`position_axes`) is
+    summed over all bins or over `window_bins` bins centred on the anchor (the Enformer gene
+    recipe: the TSS bin and its two neighbours = `window_bins=3`); a `tracks` subset may be
+    kept. Statistics:
+
+      diff      alt - ref                                (Enformer's SAD; for log counts the
+                                                          natural-log fold change)
+      log_fc    tracks: log2(alt + c) - log2(ref + c)    (SAR with pseudo-count c = 1)
+                log_counts (log(1 + counts)): (alt - ref) / ln 2, the same log2 fold change
+                with c = 1 (scalar heads have no log_fc)
+      abs_diff  |alt - ref|
+
+  profile_logits (BPNet / ChromBPNet profile): logits are shift-invariant, so they are never
+    summed: softmax over all positions per track, then
+
+      jsd       Jensen-Shannon distance between the ref and alt profiles (natural log,
+                as scipy.spatial.distance.jensenshannon), ChromBPNet's profile score
+
+Each head gets the requested statistics its kind supports (ChromBPNet: logcounts diff /
+log_fc, profile jsd).
 
 Scores stream to HDF5 (`scores/<head>/<statistic>` [N, tracks] plus the variant table) or
 TSV as batches finish; files are written under a temporary name and renamed at the end.
@@ -38,14 +53,22 @@ from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence
 import numpy as np
 
 from tf_seqmodels.analysis.inference import AnalysisModel, BatchRunner
-from tf_seqmodels.config import Config, ConfigError
-from tf_seqmodels.data.encoding import SequenceError
+from tf_seqmodels.config import (Config, ConfigError, apply_default_permissions, atomic_output,
+                                 temporary_path)
+from tf_seqmodels.data.encoding import (SequenceError, indices_to_one_hot,
+                                        reverse_complement_indices, sequence_to_indices)
 from tf_seqmodels.data.genome import Genome
+from tf_seqmodels.data.strands import CopyAverage
 from tf_seqmodels.data.vcf import Variant, read_vcf
 
-STATISTICS = ("diff", "log_fc", "abs_diff")
-_COMPLEMENT_INDEX = np.array([3, 2, 1, 0, 4], np.int8)  # A<->T, C<->G, N
-_BASE_INDEX = {b: i for i, b in enumerate("ACGTN")}
+STATISTICS = ("diff", "log_fc", "abs_diff", "jsd")
+# The statistics that mean something for each head kind (models.base.HEAD_KINDS).
+KIND_STATISTICS = {
+    "tracks": ("diff", "log_fc", "abs_diff"),
+    "log_counts": ("diff", "log_fc", "abs_diff"),
+    "scalar": ("diff", "abs_diff"),
+    "profile_logits": ("jsd",),
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,10 +76,10 @@ class VariantScoringConfig(Config):
   """How variants are scored.
 
   Attributes:
-    heads: heads to score (empty: all).
+    heads: heads to score (empty: all heads that support one of `statistics`).
     tracks: per head, the track indices (last axis) to keep; absent heads keep all.
     window_bins: positional bins summed around the anchor (None: all bins).
-    statistics: subset of STATISTICS.
+    statistics: subset of STATISTICS; each head gets those its kind supports.
     pseudo_count: c of log_fc.
     reverse_complement: average over the reverse complement as well.
     shifts: window offsets (bp) averaged over, e.g. (-1, 0, 1).
@@ -92,12 +115,13 @@ class VariantScoringConfig(Config):
 # --- sequences --------------------------------------------------------------------------------
 
 def allele_indices(allele: str) -> np.ndarray:
-  return np.array([_BASE_INDEX.get(b, 4) for b in allele.upper()], np.int8)
+  """int8 ACGTN indices [L] of a DNA string (SequenceError naming any other character)."""
+  return sequence_to_indices(allele)
 
 
 def one_hot_indices(indices: np.ndarray) -> np.ndarray:
   """int8 indices [..., L] (N = 4) -> float32 one-hot [..., L, 4] (N = zeros)."""
-  return np.eye(5, dtype=np.float32)[indices][..., :4]
+  return indices_to_one_hot(indices)
 
 
 def check_reference(genome: Genome, variant: Variant) -> Optional[str]:
@@ -145,17 +169,18 @@ def variant_windows(genome: Genome, variant: Variant, anchor: int,
   return ref, alt
 
 
-def reverse_complement_indices(indices: np.ndarray) -> np.ndarray:
-  return _COMPLEMENT_INDEX[indices[..., ::-1]]
-
-
 # --- reductions and statistics ----------------------------------------------------------------
 
 def reduce_head(values: np.ndarray, position_axis: Optional[int], window_bins: Optional[int],
-                tracks: Optional[Sequence[int]]) -> np.ndarray:
+                tracks: Optional[Sequence[int]], kind: str = "tracks") -> np.ndarray:
   """One head's outputs [B, ...] -> [B, tracks]: positional axis summed (all bins, or
-  `window_bins` centred on the middle bin), then the `tracks` subset of the last axis."""
+  `window_bins` centred on the middle bin), then the `tracks` subset of the last axis.
+
+  A "profile_logits" head instead becomes probabilities [B, positions, tracks]: the softmax
+  over all positions of each track (`window_bins` does not apply)."""
   values = np.asarray(values, np.float64)
+  if kind == "profile_logits":
+    return _profile_probabilities(values, position_axis, tracks)
   if position_axis is not None:
     if window_bins is not None:
       bins = values.shape[position_axis]
@@ -173,40 +198,87 @@ def reduce_head(values: np.ndarray, position_axis: Optional[int], window_bins: O
   return values
 
 
-def statistic(name: str, ref: np.ndarray, alt: np.ndarray, pseudo_count: float = 1.0) -> np.ndarray:
+def _profile_probabilities(values: np.ndarray, position_axis: Optional[int],
+                           tracks: Optional[Sequence[int]]) -> np.ndarray:
+  if position_axis is None:
+    raise ValueError("a profile_logits head needs a positional axis")
+  values = np.moveaxis(values, position_axis, 1)
+  values = values.reshape(values.shape[0], values.shape[1], -1)  # [B, P, T]
+  if tracks is not None:
+    tracks = list(tracks)
+    if max(tracks, default=0) >= values.shape[2] or min(tracks, default=0) < 0:
+      raise ValueError(f"track indices {tracks} out of range for {values.shape[2]} tracks")
+    values = values[..., tracks]
+  values = values - values.max(axis=1, keepdims=True)
+  exp = np.exp(values)
+  return exp / exp.sum(axis=1, keepdims=True)
+
+
+def jensen_shannon_distance(p: np.ndarray, q: np.ndarray) -> np.ndarray:
+  """Jensen-Shannon distance (natural log) between distributions over axis 1: [B, P, T] ->
+  [B, T]; 0 for equal profiles, at most sqrt(ln 2)."""
+  m = 0.5 * (p + q)
+
+  def kl(a):
+    ratio = np.where(a > 0, a, 1.0) / np.where(m > 0, m, 1.0)
+    return np.where(a > 0, a * np.log(ratio), 0.0).sum(axis=1)
+
+  return np.sqrt(np.maximum(0.5 * (kl(p) + kl(q)), 0.0))
+
+
+def head_statistics(kind: str, requested: Sequence[str]) -> tuple[str, ...]:
+  """The requested statistics that apply to a head of `kind`."""
+  if kind not in KIND_STATISTICS:
+    raise ValueError(f"unknown head kind {kind!r}; known: {sorted(KIND_STATISTICS)}")
+  return tuple(s for s in requested if s in KIND_STATISTICS[kind])
+
+
+def statistic(name: str, ref: np.ndarray, alt: np.ndarray, pseudo_count: float = 1.0,
+              kind: str = "tracks") -> np.ndarray:
+  """Statistic `name` of reduced predictions (`reduce_head`) of a head of `kind`."""
+  if name not in STATISTICS:
+    raise ValueError(f"unknown statistic {name!r}; available: {STATISTICS}")
+  if name not in KIND_STATISTICS.get(kind, ()):
+    raise ValueError(f"statistic {name!r} does not apply to a {kind!r} head (it supports "
+                     f"{KIND_STATISTICS.get(kind)})")
   if name == "diff":
     return alt - ref
   if name == "abs_diff":
     return np.abs(alt - ref)
-  if name == "log_fc":
-    # Counts-like outputs are non-negative; clip so a log-space head (logcounts) gives a
-    # finite number rather than NaN (use `diff` for those: it is already a log fold change).
-    return (np.log2(np.maximum(alt, 0) + pseudo_count) - np.log2(np.maximum(ref, 0) + pseudo_count))
-  raise ValueError(f"unknown statistic {name!r}; available: {STATISTICS}")
+  if name == "jsd":
+    return jensen_shannon_distance(ref, alt)
+  if kind == "log_counts":  # log(1 + counts): the log2 fold change with pseudo-count 1
+    return (alt - ref) / np.log(2.0)
+  # Track signals are non-negative (softplus / counts); the clip only absorbs rounding.
+  return np.log2(np.maximum(alt, 0) + pseudo_count) - np.log2(np.maximum(ref, 0) + pseudo_count)
 
 
 def averaged_predictions(model: AnalysisModel, runner: BatchRunner, windows: np.ndarray,
                          config: VariantScoringConfig, heads: Sequence[str]) -> dict[str, np.ndarray]:
-  """Reduced predictions [N, tracks] per head for index windows [N, S, L], averaged over the
-  S shifted copies and (if configured) their reverse complements."""
+  """Reduced predictions (`reduce_head`: [N, tracks], profiles [N, positions, tracks]) per
+  head for index windows [N, S, L], averaged over the S shifted copies and (if configured)
+  their reverse complements (mapped back to the forward strand by `data.strands`)."""
   n, num_shifts, length = windows.shape
   flat = windows.reshape(n * num_shifts, length)
   passes = [(flat, False)]
   if config.reverse_complement:
     passes.append((reverse_complement_indices(flat), True))
-  totals: dict[str, np.ndarray] = {}
+  average = None
   for indices, is_reverse in passes:
     outputs = runner.predict(model, one_hot_indices(indices), is_reverse=is_reverse)
-    for head in heads:
-      if head not in outputs:
-        raise ValueError(f"the model has no head {head!r}; heads: {sorted(outputs)}")
-      axis = model.position_axis(head, outputs[head])
-      values = np.asarray(outputs[head])
-      if is_reverse and axis is not None:
-        values = np.flip(values, axis=axis)
-      reduced = reduce_head(values, axis, config.window_bins, config.tracks.get(head))
-      reduced = reduced.reshape(n, num_shifts, -1).mean(axis=1)
-      totals[head] = totals.get(head, 0.0) + reduced / len(passes)
+    missing = [h for h in heads if h not in outputs]
+    if missing:
+      raise ValueError(f"the model has no head(s) {missing}; heads: {sorted(outputs)}")
+    outputs = {h: np.asarray(outputs[h], np.float64) for h in heads}
+    if average is None:
+      average = CopyAverage({h: model.position_axis(h, v) for h, v in outputs.items()},
+                            {h: p for h, p in model.track_permutations.items() if h in outputs})
+    average.add(outputs, is_reverse)
+  totals = {}
+  for head, values in average.result().items():
+    reduced = reduce_head(values, model.position_axis(head, values), config.window_bins,
+                          config.tracks.get(head), model.head_kind(head, values))
+    totals[head] = reduced.reshape((n, num_shifts) + reduced.shape[1:]).mean(axis=1)
   return totals
 
 
@@ -217,7 +289,7 @@ class ScoredBatch:
   variants: list[Variant]
   anchors: list[int]
   genes: list[str]
-  ref: dict[str, np.ndarray]  # head -> [n, tracks]
+  ref: dict[str, np.ndarray]  # head -> [n, tracks] (profile heads: [n, positions, tracks])
   alt: dict[str, np.ndarray]
   scores: dict[str, dict[str, np.ndarray]]  # head -> statistic -> [n, tracks]
 
@@ -228,9 +300,36 @@ class Skipped:
   reason: str
 
 
+class TSSIndex:
+  """TSSs per chromosome, sorted, so the TSSs within reach of a variant are found by binary
+  search (genome-wide VCFs x all genes stay O(N log G))."""
+
+  def __init__(self, genes: Sequence[tuple[str, int, str]]):
+    by_chrom: dict[str, list[tuple[int, str]]] = {}
+    for chrom, tss, name in genes:
+      by_chrom.setdefault(chrom, []).append((int(tss), name))
+    self._positions = {}
+    self._names = {}
+    for chrom, entries in by_chrom.items():
+      entries.sort()
+      self._positions[chrom] = np.array([t for t, _ in entries], np.int64)
+      self._names[chrom] = [n for _, n in entries]
+
+  def within(self, chrom: str, low: int, high: int) -> list[tuple[str, int]]:
+    """(name, tss) of the TSSs on `chrom` with low <= tss <= high, in position order."""
+    positions = self._positions.get(chrom)
+    if positions is None:
+      return []
+    first = int(np.searchsorted(positions, low, side="left"))
+    last = int(np.searchsorted(positions, high, side="right"))
+    return [(self._names[chrom][i], int(positions[i])) for i in range(first, last)]
+
+
 def _targets(variants: Iterable[Variant], genome: Genome, genes: Optional[Sequence[tuple]],
              length: int, skipped: list) -> Iterator[tuple[Variant, int, str]]:
   """(variant, anchor, gene) to score; invalid variants go to `skipped`."""
+  index = TSSIndex(genes) if genes is not None else None
+  half = length // 2
   for variant in variants:
     reason = check_reference(genome, variant)
     if not reason and max(len(variant.ref), len(variant.alt)) > length // 4:
@@ -238,13 +337,12 @@ def _targets(variants: Iterable[Variant], genome: Genome, genes: Optional[Sequen
     if reason:
       skipped.append(Skipped(variant, reason))
       continue
-    if genes is None:
+    if index is None:
       yield variant, variant.start, ""
       continue
-    half = length // 2
-    hits = [(name, tss) for chrom, tss, name in genes
-            if chrom == variant.chrom and tss - half <= variant.start and
-            variant.start + len(variant.ref) <= tss - half + length]
+    # The window [tss - half, tss - half + length) must hold the whole REF allele.
+    v_start, v_end = variant.start, variant.start + len(variant.ref)
+    hits = index.within(variant.chrom, v_end + half - length, v_start + half)
     if not hits:
       skipped.append(Skipped(variant, "no TSS within the model's input window"))
     for name, tss in hits:
@@ -260,6 +358,36 @@ def _batched(iterator: Iterator, size: int) -> Iterator[list]:
       batch = []
   if batch:
     yield batch
+
+
+def scored_heads(model: AnalysisModel, outputs: Mapping[str, Any],
+                 config: VariantScoringConfig) -> dict[str, tuple[str, ...]]:
+  """{head: statistics} to compute: each head (config.heads, else all) with the requested
+  statistics its kind supports. A named head that supports none is an error; unnamed ones are
+  left out."""
+  names = list(config.heads) or sorted(outputs)
+  unknown = [h for h in names if h not in outputs]
+  if unknown:
+    raise ValueError(f"the model has no head(s) {unknown}; heads: {sorted(outputs)}")
+  out = {}
+  for head in names:
+    kind = model.head_kind(head, outputs[head])
+    stats = head_statistics(kind, config.statistics)
+    if stats:
+      out[head] = stats
+    elif config.heads:
+      raise ValueError(f"head {head!r} ({kind}) supports the statistics "
+                       f"{KIND_STATISTICS[kind]}, none of the requested {config.statistics}")
+  if not out:
+    raise ValueError(f"no head supports the statistics {config.statistics}; kinds: "
+                     f"{ {h: model.head_kind(h, v) for h, v in outputs.items()} }")
+  return out
+
+
+def _score(model: AnalysisModel, heads: Mapping[str, Sequence[str]], ref: Mapping[str, Any],
+           alt: Mapping[str, Any], config: VariantScoringConfig) -> dict[str, dict[str, np.ndarray]]:
+  return {h: {s: statistic(s, ref[h], alt[h], config.pseudo_count, model.head_kind(h))
+              for s in stats} for h, stats in heads.items()}
 
 
 def score_variants(model: AnalysisModel, variants: Iterable[Variant], genome: Genome,
@@ -282,49 +410,67 @@ def score_variants(model: AnalysisModel, variants: Iterable[Variant], genome: Ge
   skipped = skipped if skipped is not None else []
   heads = None
   for batch in _batched(_targets(variants, genome, genes, length, skipped), config.batch_size):
-    ref = np.stack([np.stack([variant_windows(genome, v, a + s, length)[0] for s in config.shifts])
-                    for v, a, _ in batch])
-    alt = np.stack([np.stack([variant_windows(genome, v, a + s, length)[1] for s in config.shifts])
-                    for v, a, _ in batch])
+    pairs = [[variant_windows(genome, v, a + s, length) for s in config.shifts] for v, a, _ in batch]
+    ref = np.stack([np.stack([r for r, _ in row]) for row in pairs])
+    alt = np.stack([np.stack([a for _, a in row]) for row in pairs])
     if heads is None:
-      probe = runner.predict(model, one_hot_indices(ref[:1, 0]))
-      heads = list(config.heads) or sorted(probe)
-    both = averaged_predictions(model, runner, np.concatenate([ref, alt]), config, heads)
+      heads = scored_heads(model, runner.predict(model, one_hot_indices(ref[:1, 0])), config)
+    both = averaged_predictions(model, runner, np.concatenate([ref, alt]), config, list(heads))
     n = len(batch)
     ref_pred = {h: v[:n] for h, v in both.items()}
     alt_pred = {h: v[n:] for h, v in both.items()}
-    scores = {h: {s: statistic(s, ref_pred[h], alt_pred[h], config.pseudo_count)
-                  for s in config.statistics} for h in heads}
     yield ScoredBatch([b[0] for b in batch], [b[1] for b in batch], [b[2] for b in batch],
-                      ref_pred, alt_pred, scores)
+                      ref_pred, alt_pred, _score(model, heads, ref_pred, alt_pred, config))
 
 
 def score_sequence_pairs(model: AnalysisModel, ref_sequences: Sequence[str],
                          alt_sequences: Sequence[str],
                          config: VariantScoringConfig = VariantScoringConfig(), *,
-                         runner: Optional[BatchRunner] = None) -> dict[str, dict[str, np.ndarray]]:
-  """Scores (ref, alt) sequence pairs of the model's length (e.g. the DREAM challenge's SNV
-  pairs): {head: {statistic: [N, tracks]}}. Shifts do not apply (no genome context)."""
+                         runner: Optional[BatchRunner] = None,
+                         plasmid: Optional[str] = None) -> dict[str, dict[str, np.ndarray]]:
+  """Scores (ref, alt) sequence pairs (e.g. the DREAM challenge's SNV pairs):
+  {head: {statistic: [N, tracks]}}. Shifts do not apply (no genome context).
+
+  Sequences must have the model's length unless `plasmid` (a DREAM plasmid sequence,
+  `data.dream.load_plasmid`) is given: then each is padded as the DREAM reference does
+  (`data.dream.pad_with_plasmid`: left adapter replaced by the plasmid upstream of the insert).
+  """
   if len(ref_sequences) != len(alt_sequences):
     raise ValueError(f"{len(ref_sequences)} ref but {len(alt_sequences)} alt sequences")
   runner = runner or BatchRunner()
+  if plasmid is not None:
+    from tf_seqmodels.data.dream import pad_with_plasmid
+    length = config.sequence_length or model.sequence_length
+    if length is None:
+      raise ValueError("the model has no fixed input length to pad to: set sequence_length")
+    ref_sequences = pad_with_plasmid(ref_sequences, plasmid, length)
+    alt_sequences = pad_with_plasmid(alt_sequences, plasmid, length)
+  lengths = sorted({len(s) for s in list(ref_sequences) + list(alt_sequences)})
+  if len(lengths) != 1:
+    raise SequenceError(f"ref and alt sequences must share one length, got lengths {lengths} "
+                        f"(pad them, e.g. with the DREAM plasmid: --plasmid plasmid.json)")
+  # A model trained at one length (DREAM: 150 nt after plasmid padding) scores pairs at that
+  # length, even when its layers would take others; `sequence_length` overrides it.
+  expected = config.sequence_length or model.sequence_length
+  if expected is not None and lengths[0] != expected:
+    raise SequenceError(f"{model.name} expects {expected}-nt inputs, the pairs have {lengths[0]} "
+                        f"nt: pad them (DREAM: --plasmid plasmid.json) or set sequence_length")
+  model.check_length(lengths[0])
   ref = np.stack([allele_indices(s) for s in ref_sequences])
   alt = np.stack([allele_indices(s) for s in alt_sequences])
-  if ref.shape != alt.shape:
-    raise SequenceError(f"ref and alt sequences must share one length, got {ref.shape[1]} and "
-                        f"{alt.shape[1]}")
-  model.check_length(ref.shape[1])
   config = config.replace(shifts=(0,))
-  heads = list(config.heads) or sorted(runner.predict(model, one_hot_indices(ref[:1])))
-  out: dict[str, dict[str, list]] = {h: {s: [] for s in config.statistics} for h in heads}
+  heads = scored_heads(model, runner.predict(model, one_hot_indices(ref[:1])), config)
+  out: dict[str, dict[str, list]] = {h: {s: [] for s in stats} for h, stats in heads.items()}
   for start in range(0, len(ref), config.batch_size):
     pair = np.concatenate([ref[start:start + config.batch_size],
                            alt[start:start + config.batch_size]])[:, None]
-    pred = averaged_predictions(model, runner, pair, config, heads)
+    pred = averaged_predictions(model, runner, pair, config, list(heads))
     n = len(pair) // 2
-    for h in heads:
-      for s in config.statistics:
-        out[h][s].append(statistic(s, pred[h][:n], pred[h][n:], config.pseudo_count))
+    scores = _score(model, heads, {h: v[:n] for h, v in pred.items()},
+                    {h: v[n:] for h, v in pred.items()}, config)
+    for h, stats in scores.items():
+      for s, values in stats.items():
+        out[h][s].append(values)
   return {h: {s: np.concatenate(v) for s, v in stats.items()} for h, stats in out.items()}
 
 
@@ -381,7 +527,7 @@ class HDF5ScoreWriter:
   def __init__(self, path: str, attrs: Optional[Mapping[str, Any]] = None):
     import h5py
     self.path = path
-    self.tmp = path + ".tmp"
+    self.tmp = temporary_path(path)  # unique: concurrent runs never share a temporary file
     self.file = h5py.File(self.tmp, "w")
     self.count = 0
     for key, value in (attrs or {}).items():
@@ -425,6 +571,7 @@ class HDF5ScoreWriter:
 
   def close(self) -> None:
     self.file.close()
+    apply_default_permissions(self.tmp)
     os.replace(self.tmp, self.path)
 
   def abort(self) -> None:
@@ -440,7 +587,7 @@ class TSVScoreWriter:
   def __init__(self, path: str, attrs: Optional[Mapping[str, Any]] = None):
     del attrs
     self.path = path
-    self.tmp = path + ".tmp"
+    self.tmp = temporary_path(path)  # unique: concurrent runs never share a temporary file
     self.file = open(self.tmp, "w")
     self.count = 0
     self.header = None
@@ -463,6 +610,7 @@ class TSVScoreWriter:
 
   def close(self) -> None:
     self.file.close()
+    apply_default_permissions(self.tmp)
     os.replace(self.tmp, self.path)
 
   def abort(self) -> None:
@@ -537,12 +685,13 @@ def read_sequence_pairs(path: str) -> tuple[list[str], list[str], list[str]]:
 
 def score_pairs_file(model: AnalysisModel, pairs: str, output: str,
                      config: VariantScoringConfig = VariantScoringConfig(), *,
-                     runner: Optional[BatchRunner] = None) -> int:
+                     runner: Optional[BatchRunner] = None, plasmid: Optional[str] = None) -> int:
   """Scores a pairs TSV (`read_sequence_pairs`) into `output` (.tsv, or HDF5 with `ids` and
-  `scores/<head>/<statistic>` [N, tracks]); returns the number of pairs."""
+  `scores/<head>/<statistic>` [N, tracks]); returns the number of pairs. `plasmid`: pad the
+  sequences to the model's length as DREAM does (`score_sequence_pairs`)."""
   from tf_seqmodels.config import atomic_write_text
   ids, refs, alts = read_sequence_pairs(pairs)
-  scores = score_sequence_pairs(model, refs, alts, config, runner=runner)
+  scores = score_sequence_pairs(model, refs, alts, config, runner=runner, plasmid=plasmid)
   if output.endswith((".tsv", ".txt")):
     columns = [(h, s, t) for h, stats in scores.items() for s, v in stats.items()
                for t in range(v.shape[1])]
@@ -552,10 +701,9 @@ def score_pairs_file(model: AnalysisModel, pairs: str, output: str,
     atomic_write_text(output, "\n".join(lines) + "\n")
   else:
     import h5py
-    with h5py.File(output + ".tmp", "w") as f:
+    with atomic_output(output) as tmp, h5py.File(tmp, "w") as f:
       f.create_dataset("ids", data=np.array(ids, dtype=h5py.string_dtype()))
       for head, stats in scores.items():
         for stat, values in stats.items():
           f.create_dataset(f"scores/{head}/{stat}", data=values.astype(np.float32))
-    os.replace(output + ".tmp", output)
   return len(ids)

@@ -216,11 +216,12 @@ class MultiheadAttention(snt.Module):
     if self.attention_window is not None:
       logits += local_attention_bias(shape_list(inputs)[1], self.attention_window)
 
-    weights = tf.nn.softmax(logits)
+    probabilities = tf.nn.softmax(logits)
+    weights = probabilities
     if is_training:
       weights = tf.nn.dropout(weights, rate=self.attention_dropout_rate)
     attended = tf.transpose(tf.matmul(weights, v), [0, 2, 1, 3])  # [B, T, H, V]
     batch, length, _, _ = shape_list(attended)
     attended = tf.reshape(attended, [batch, length, self.num_heads * self.value_size])
     outputs = self.embedding_layer(attended)
-    return (outputs, tf.nn.softmax(logits)) if return_weights else outputs
+    return (outputs, probabilities) if return_weights else outputs

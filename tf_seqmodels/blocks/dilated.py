@@ -4,8 +4,9 @@ Each block, at width C and dilation d (pre-activation, SAME padding, length pres
 
     x + Dropout(Conv1D(C, 1)(GELU(BN(Conv1D(C/2, k, dilation=d)(GELU(BN(x)))))))
 
-The stack multiplies the dilation by `rate_multiplier` per block (rounded: 1, 2, 3, 5, 8,
-11, 17, ... at 1.5), so its receptive field grows geometrically but stays bounded, unlike
+The stack multiplies the dilation by `rate_multiplier` per block and rounds it, as Basenji2's
+`dilated_residual` (int(round(1.5 ** i)): 1, 2, 2, 3, 5, 8, 11, 17, ... at 1.5; rates may
+repeat), so its receptive field grows geometrically but stays bounded, unlike
 self-attention: this is the Enformer paper's "dilated convolutions instead of
 transformer" comparison. Shapes: [B, T, C] -> [B, T, C].
 """
@@ -21,11 +22,14 @@ from tf_seqmodels.blocks.core import cross_replica_batch_norm, gelu_sigmoid
 
 
 def dilation_rates(num_blocks: int, rate_multiplier: float = 1.5) -> list[int]:
-  """Dilation of each block: round(rate_multiplier ** i), made strictly increasing."""
+  """Dilation of each block: int(round(rate_multiplier ** i)), i = 0 .. num_blocks - 1.
+
+  As Basenji2 the unrounded rate is carried from block to block (so 1.5 gives 1, 2, 2, 3,
+  5, 8, 11, 17, not a strictly increasing sequence).
+  """
   rates, rate = [], 1.0
   for _ in range(num_blocks):
-    value = max(int(round(rate)), rates[-1] + 1 if rates else 1)
-    rates.append(value)
+    rates.append(int(round(rate)))
     rate *= rate_multiplier
   return rates
 

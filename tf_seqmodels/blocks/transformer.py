@@ -59,11 +59,16 @@ class TransformerBlock(snt.Module):
 
   def attention_weights(self, inputs: tf.Tensor) -> tf.Tensor:
     """Inference attention weights of this block, [B, H, T, T] (query, key)."""
-    return self.attention(self.attention_norm(inputs), is_training=False, return_weights=True)[1]
+    return self(inputs, is_training=False, return_weights=True)[1]
 
-  def __call__(self, inputs: tf.Tensor, is_training: bool) -> tf.Tensor:
-    x = self.attention(self.attention_norm(inputs), is_training=is_training)
+  def __call__(self, inputs: tf.Tensor, is_training: bool, return_weights: bool = False):
+    """[B, T, C] -> [B, T, C]; with `return_weights`, (output, attention weights [B, H, T, T])
+    from the same pass (weights before attention dropout)."""
+    x = self.attention(self.attention_norm(inputs), is_training=is_training,
+                       return_weights=return_weights)
+    if return_weights:
+      x, weights = x
     x = inputs + self._dropout(x, is_training)
     y = self._dropout(self.mlp_hidden(self.mlp_norm(x)), is_training)
     y = self._dropout(self.mlp_output(tf.nn.relu(y)), is_training)
-    return x + y
+    return (x + y, weights) if return_weights else x + y

@@ -34,6 +34,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_seqmodels.config import Config, ConfigError
+from tf_seqmodels.data.encoding import reverse_complement_indices  # noqa: F401  (re-exported)
 from tf_seqmodels.data.genome import BigWigSignal, Genome, GenomeError, check_chromosomes
 # Regions, narrowPeak I/O and folds live in data.intervals (shared with the track pipelines);
 # they stay importable from here.
@@ -131,12 +132,6 @@ def bias_counts_threshold(peak_totals: np.ndarray, factor: float) -> float:
 
 
 # --- sequence arrays ---------------------------------------------------------------------------
-
-def reverse_complement_indices(seqs: np.ndarray) -> np.ndarray:
-  """Reverse complement of int8 base indices [..., L] (A<->T, C<->G, N stays N)."""
-  seqs = np.asarray(seqs)
-  return np.where(seqs < N_INDEX, 3 - seqs, seqs)[..., ::-1].astype(seqs.dtype)
-
 
 def one_hot_indices(seqs: tf.Tensor) -> tf.Tensor:
   """int base indices [..., L] -> one-hot float32 [..., L, 4]; index 4 (N) -> all zeros."""

@@ -27,6 +27,7 @@ Targets: "label" (1 if expression >= the median of the table, unless given) and 
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import math
 import os
@@ -207,21 +208,86 @@ def _with_labels_and_splits(genes: list[Gene]) -> list[Gene]:
   return result
 
 
+def _genes_from_table(table, path, tss_column: str) -> list[Gene]:
+  """One Gene per row (labels / splits not derived yet); every malformed value is named with
+  its file, row (1 = the first data row) and gene id in one ChromoformerDataError."""
+  import pandas as pd
+  genes, problems = [], []
+  for number, row in enumerate(table.to_dict("records"), start=1):
+    where = f"row {number} (gene {row['gene_id']})"
+
+    def value(column, kind, required=False):
+      raw = row.get(column)
+      if raw is None or (not isinstance(raw, str) and pd.isna(raw)):
+        if required:
+          problems.append(f"{where}: {column} is missing")
+        return None
+      try:
+        number_value = float(raw)
+      except (TypeError, ValueError):
+        problems.append(f"{where}: {column} {raw!r} is not a number")
+        return None
+      if kind is int:
+        if not math.isfinite(number_value) or number_value != int(number_value):
+          problems.append(f"{where}: {column} {raw!r} is not an integer")
+          return None
+        return int(number_value)
+      return number_value
+
+    tss = value(tss_column, int, required=True)
+    expression = value("expression", float)
+    label = value("label", int)
+    if label is not None and label not in (0, 1):
+      problems.append(f"{where}: label {label} is not 0 or 1")
+    split = value("split", int)
+    if row["strand"] not in ("+", "-"):
+      problems.append(f"{where}: strand must be '+' or '-', got {row['strand']!r}")
+    genes.append(Gene(str(row["gene_id"]), str(row["chrom"]), tss if tss is not None else -1,
+                      str(row["strand"]), math.nan if expression is None else expression,
+                      label, split))
+  if problems:
+    more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+    raise ChromoformerDataError(f"{path}: " + "; ".join(problems[:5]) + more)
+  return genes
+
+
 def read_gene_table(path: PathLike) -> list[Gene]:
   """TSS table (TSV, or CSV by extension): gene_id, chrom, tss, strand [, expression (RPKM),
-  label, split]. Missing labels: expression >= median; missing splits: chromosome groups."""
+  label, split]. Missing labels: expression >= median; missing splits: chromosome groups.
+  Empty expression / label / split cells are missing values; a malformed value (a missing TSS,
+  a non-integer split, a label other than 0/1) raises ChromoformerDataError naming its row."""
   table = _read_table(path)
   _require_columns(table, ("gene_id", "chrom", "tss", "strand"), path)
-  bad = sorted(set(table["strand"]) - {"+", "-"})
-  if bad:
-    raise ChromoformerDataError(f"{path}: strand must be '+' or '-', found {bad}")
-  genes = []
-  for row in table.itertuples(index=False):
-    genes.append(Gene(str(row.gene_id), str(row.chrom), int(row.tss), str(row.strand),
-                      float(getattr(row, "expression", math.nan)),
-                      int(row.label) if hasattr(row, "label") else None,
-                      int(row.split) if hasattr(row, "split") else None))
-  return _with_labels_and_splits(genes)
+  return _with_labels_and_splits(_genes_from_table(table, path, "tss"))
+
+
+def has_target(gene: Gene, mode: str) -> bool:
+  """Whether `gene` has the training target of `mode`: classification a label (given, or
+  derived from the expression), regression a finite expression."""
+  if mode == "regression":
+    return math.isfinite(gene.expression)
+  return gene.label is not None
+
+
+def genes_with_targets(genes: Sequence[Gene], mode: str, source: str = "genes") -> list[Gene]:
+  """The genes that have the target of `mode`; the others are left out with a warning naming
+  them (a missing target must never become a made-up 0 / -1 label).
+
+  Raises:
+    ChromoformerDataError: no gene has the target.
+  """
+  import warnings
+  kept = [g for g in genes if has_target(g, mode)]
+  dropped = [g.gene_id for g in genes if not has_target(g, mode)]
+  target = "expression" if mode == "regression" else "label (or expression)"
+  if not kept:
+    raise ChromoformerDataError(f"{source}: none of the {len(dropped)} genes has the {target} "
+                                f"that {mode} needs")
+  if dropped:
+    shown = ", ".join(dropped[:5]) + (f" and {len(dropped) - 5} more" if len(dropped) > 5 else "")
+    warnings.warn(f"{source}: {len(dropped)} of {len(genes)} genes have no {target} and are "
+                  f"left out of {mode} training and validation: {shown}", stacklevel=2)
+  return kept
 
 
 def parse_region(text: str) -> tuple[str, int, int]:
@@ -243,6 +309,25 @@ def select_pcres(candidates: Iterable[Pcre], config: ChromoformerDataConfig) -> 
       seen.add((p.chrom, p.start, p.end))
       unique.append(p)
   return unique[:config.max_pcres]
+
+
+class _TssIndex:
+  """Genes by chromosome, sorted by TSS: the genes whose TSS lies in an anchor by bisection
+  (an interaction file has millions of rows and a gene table tens of thousands of genes)."""
+
+  def __init__(self, genes: Sequence[Gene]):
+    by_chrom: dict[str, list[Gene]] = {}
+    for g in genes:
+      by_chrom.setdefault(g.chrom, []).append(g)
+    self._genes = {c: sorted(gs, key=lambda g: g.tss) for c, gs in by_chrom.items()}
+    self._tss = {c: [g.tss for g in gs] for c, gs in self._genes.items()}
+
+  def within(self, chrom: str, start: int, end: int) -> list[Gene]:
+    """Genes on `chrom` with start <= TSS < end."""
+    tss = self._tss.get(chrom)
+    if not tss:
+      return []
+    return self._genes[chrom][bisect.bisect_left(tss, start):bisect.bisect_left(tss, end)]
 
 
 def read_interactions(path: PathLike, genes: Sequence[Gene],
@@ -275,21 +360,25 @@ def read_interactions(path: PathLike, genes: Sequence[Gene],
       raise ChromoformerDataError(f"{path}: BEDPE needs >= 7 columns (anchors + score), got "
                                   f"{table.shape[1]}")
     score_column = 7 if table.shape[1] >= 8 else 6
-    by_chrom: dict[str, list[Gene]] = {}
-    for g in genes:
-      by_chrom.setdefault(g.chrom, []).append(g)
-    for row in table.itertuples(index=False):
-      c1, s1, e1, c2, s2, e2 = row[0], int(row[1]), int(row[2]), row[3], int(row[4]), int(row[5])
-      if c1 != c2:
-        continue
-      score = float(row[score_column])
-      for g in by_chrom.get(str(c1), ()):
-        in_first, in_second = s1 <= g.tss < e1, s2 <= g.tss < e2
-        # An interaction with the TSS in both anchors links the promoter to itself.
-        if in_first and not in_second:
-          candidates[g.gene_id].append(Pcre(str(c2), s2, e2, score))
-        elif in_second and not in_first:
-          candidates[g.gene_id].append(Pcre(str(c1), s1, e1, score))
+    index = _TssIndex(genes)
+    chroms1, chroms2 = table[0].astype(str).to_numpy(), table[3].astype(str).to_numpy()
+    try:
+      coords = table[[1, 2, 4, 5]].to_numpy(np.int64)
+      scores = table[score_column].to_numpy(np.float64)
+    except (TypeError, ValueError) as e:
+      raise ChromoformerDataError(f"{path}: BEDPE anchors must be integers and the score "
+                                  f"(column {score_column + 1}) a number: {e}") from e
+    # Rows select_pcres would drop anyway (trans, score <= min_score) are skipped up front.
+    rows = np.flatnonzero((chroms1 == chroms2) & (scores > config.min_score))
+    for chrom, (s1, e1, s2, e2), score in zip(chroms1[rows].tolist(), coords[rows].tolist(),
+                                              scores[rows].tolist()):
+      # An interaction with the TSS in both anchors links the promoter to itself.
+      for g in index.within(chrom, s1, e1):
+        if not s2 <= g.tss < e2:
+          candidates[g.gene_id].append(Pcre(chrom, s2, e2, score))
+      for g in index.within(chrom, s2, e2):
+        if not s1 <= g.tss < e1:
+          candidates[g.gene_id].append(Pcre(chrom, s1, e1, score))
   return {gene: select_pcres(found, config) for gene, found in candidates.items()}
 
 
@@ -300,13 +389,8 @@ def read_reference_metadata(path: PathLike, config: ChromoformerDataConfig
   with `select_pcres` (the reference's files are already filtered)."""
   table = _read_table(path)
   _require_columns(table, ("gene_id", "chrom", "start", "strand", "neighbors", "scores"), path)
-  genes, pcres = [], {}
-  for row in table.itertuples(index=False):
-    gene = Gene(str(row.gene_id), str(row.chrom), int(row.start), str(row.strand),
-                float(getattr(row, "expression", math.nan)),
-                int(row.label) if hasattr(row, "label") else None,
-                int(row.split) if hasattr(row, "split") else None)
-    genes.append(gene)
+  genes, pcres = _genes_from_table(table, path, "start"), {}
+  for gene, row in zip(genes, table.itertuples(index=False)):
     found = []
     if isinstance(row.neighbors, str) and row.neighbors:
       regions = row.neighbors.split(";")
@@ -441,9 +525,11 @@ def build_examples(genes: Sequence[Gene], pcres: Mapping[str, Sequence[Pcre]], s
   if not rows:
     raise ChromoformerDataError("no genes to build examples from")
   inputs = {k: np.stack([r[k] for r in rows]) for k in rows[0]}
+  # Missing targets stay visible (label -1, expression NaN); `genes_with_targets` drops such
+  # genes before training.
   expression = np.array([g.expression for g in genes], np.float64)
   targets = {"label": np.array([-1 if g.label is None else g.label for g in genes], np.int32),
-             "expression": np.log2(np.nan_to_num(expression, nan=0.0) + 1.0).astype(np.float32)}
+             "expression": np.log2(expression + 1.0).astype(np.float32)}
   return ChromoformerExamples(inputs, targets, [g.gene_id for g in genes],
                               np.array([g.split or 0 for g in genes], np.int64))
 
@@ -553,18 +639,21 @@ def builder_examples(options: ChromoformerBuilderOptions, model_config
     raise ConfigError("data.type chromoformer needs a Chromoformer model (model.name: "
                       "chromoformer)")
   config = ChromoformerDataConfig.from_model_config(model_config, min_score=options.min_score)
+  mode = getattr(model_config, "mode", "classification")
   if options.source == "synthetic":
     examples = synthetic_examples(options.examples, config, seed=options.seed)
   elif options.source == "bigwig":
     if len(options.bigwigs) != config.num_marks:
       raise ConfigError(f"chromoformer data: {len(options.bigwigs)} bigWigs for a model of "
                         f"{config.num_marks} marks")
-    genes = read_gene_table(options.genes)
+    # Genes without the mode's target are dropped before any signal is read (both splits).
+    genes = genes_with_targets(read_gene_table(options.genes), mode, options.genes)
     pcres = read_interactions(options.interactions, genes, config) if options.interactions else {}
     with BigWigSource(options.bigwigs) as source:
       examples = build_examples(genes, pcres, source, config)
   else:
     genes, pcres = read_reference_metadata(options.metadata, config)
+    genes = genes_with_targets(genes, mode, options.metadata)
     examples = build_examples(genes, pcres, ReferenceNpySource(options.npy_dir), config)
   if options.fold is None:
     return examples, None

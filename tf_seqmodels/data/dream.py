@@ -28,6 +28,8 @@ import pandas as pd
 import tensorflow as tf
 
 from tf_seqmodels.data.encoding import SequenceError
+# AGCT indices complement as 3 - i too (A <-> T, G <-> C): one implementation serves both orders.
+from tf_seqmodels.data.encoding import reverse_complement_indices  # noqa: F401  (re-exported)
 
 DREAM_ALPHABET = "AGCT"
 LEFT_ADAPTER = "TGCATTTTTTTCACATC"
@@ -57,8 +59,6 @@ def _agct_table() -> np.ndarray:
 
 
 _AGCT_TABLE = _agct_table()
-# Complement of an AGCT index (N stays N): A<->T, G<->C.
-_COMPLEMENT_INDEX = np.array([3, 2, 1, 0, 4], dtype=np.int8)
 
 
 def _raise_bad_character(sequences: Sequence[str], lengths: np.ndarray, offset: int, where: str,
@@ -109,11 +109,6 @@ def encode_indices(sequences: Sequence[str], where: str = "sequences", first_lin
                           f"expected {length} like the first one")
   raw = np.frombuffer("".join(sequences).encode("ascii"), dtype=np.uint8)
   return _AGCT_TABLE[raw].reshape(len(sequences), length)
-
-
-def reverse_complement_indices(indices: np.ndarray) -> np.ndarray:
-  """Reverse complement of AGCT indices [..., L] (int8, N = 4)."""
-  return _COMPLEMENT_INDEX[indices][..., ::-1]
 
 
 def indices_to_one_hot(indices, n_value: float = 0.0) -> tf.Tensor:

@@ -130,6 +130,19 @@ def reverse_complement_one_hot(one_hot: Array) -> Array:
   return np.asarray(one_hot)[..., ::-1, ::-1]
 
 
+def reverse_complement_indices(indices: np.ndarray) -> np.ndarray:
+  """Reverse complement of base indices [..., L] with N = 4: A=0 <-> T=3, C=1 <-> G=2 (ACGT
+  order), equally G=1 <-> C=2 in DREAM's AGCT order (complement is 3 - i in both)."""
+  indices = np.asarray(indices)
+  return np.where(indices < 4, 3 - indices, indices)[..., ::-1].astype(indices.dtype)
+
+
+def indices_to_one_hot(indices: np.ndarray, neutral_value: float = 0.0,
+                       dtype=np.float32) -> np.ndarray:
+  """int base indices [..., L] (N = 4) -> one-hot [..., L, 4] (numpy; N rows = neutral_value)."""
+  return _encode_indices(np.asarray(indices), 4, neutral_value, dtype)
+
+
 def shift_sequence(one_hot: Array, shift: int, pad_value: float = 0.0) -> Array:
   """Shifts one-hot DNA along its length axis, padding the vacated end with `pad_value`.
 

@@ -12,6 +12,8 @@ from typing import Iterable, Mapping, Optional, Union
 
 import numpy as np
 
+from tf_seqmodels.data.encoding import reverse_complement_indices  # noqa: F401  (re-exported)
+
 PathLike = Union[str, os.PathLike]
 
 _LENIENT_TABLE = np.full(256, 4, np.int8)
@@ -52,12 +54,6 @@ def check_interval(chrom: str, start: int, end: int, sizes: Mapping[str, int], s
   if start < 0 or end > sizes[chrom] or start >= end:
     raise GenomeError(f"interval {chrom}:{start}-{end} is outside {chrom} (length {sizes[chrom]}) "
                       f"in {source}")
-
-
-def reverse_complement_indices(indices: np.ndarray) -> np.ndarray:
-  """Reverse complement of ACGT base indices [..., L] (A=0 <-> T=3, C=1 <-> G=2, N=4 stays)."""
-  indices = np.asarray(indices)
-  return np.where(indices < 4, 3 - indices, indices)[..., ::-1].astype(indices.dtype)
 
 
 def check_same_assembly(first: Mapping[str, int], second: Mapping[str, int], first_name: str,

@@ -4,7 +4,8 @@ The Enformer paper averages each prediction over 8 augmented copies of the input
 forward and reverse-complement strands, each at 4 small shifts (≤ 3 bp, far below a 128-bp
 bin, so the output bins are not moved back). Reverse-complement outputs are flipped back
 along their positional axis before averaging (`positional_axes`: {head: axis}; heads not
-named there, e.g. scalar expression or counts, are averaged as they are).
+named there, e.g. scalar expression or counts, are averaged as they are), and strand-paired
+tracks are swapped back (`track_permutations`; see `data.strands`).
 
     inputs [B, L, 4] -> {head: mean over copies of model(augment(inputs))}
 """
@@ -12,12 +13,13 @@ named there, e.g. scalar expression or counts, are averaged as they are).
 from __future__ import annotations
 
 import dataclasses
-from typing import Mapping, Optional
+from typing import Any, Mapping, Optional
 
 import tensorflow as tf
 
 from tf_seqmodels.config import Config, ConfigError
 from tf_seqmodels.data.encoding import reverse_complement_one_hot, shift_sequence
+from tf_seqmodels.data.strands import CopyAverage
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,36 +50,57 @@ class TestTimeAugmentation(Config):
 
 @tf.autograph.experimental.do_not_convert  # plain Python loops over a fixed list of copies
 def augmented_predict(model, inputs: tf.Tensor, augmentation: Optional[TestTimeAugmentation],
-                      positional_axes: Mapping[str, int]) -> dict[str, tf.Tensor]:
+                      positional_axes: Mapping[str, int],
+                      track_permutations: Optional[Mapping[str, Any]] = None
+                      ) -> dict[str, tf.Tensor]:
   """Mean of `model(copy, is_training=False)` over the augmented copies of `inputs`.
 
+  The copies are made on the DNA (`model.decode_dna(inputs)`, one-hot ACGT) and each is
+  encoded with `model.encode_dna(copy, is_reverse)`: reverse-complement copies carry the
+  model's strand flag (DREAM's is_reverse channel), forward copies not, and other flag
+  channels of the inputs (DREAM's is_singleton) are 0, as the reference predictors encode
+  test sequences. For one-hot ACGT models both maps are the identity.
+
   Args:
-    model: a `SequenceModel` reading one-hot DNA (`takes_dna_sequence`).
-    inputs: [B, L, 4] one-hot.
+    model: a `SequenceModel` reading DNA (`takes_dna_sequence`).
+    inputs: [B, L, input_channels] model inputs.
     augmentation: the copies; None = the plain prediction.
     positional_axes: per head, the output axis that runs along the sequence (reversed for
       reverse-complement copies), e.g. {"tracks": 1}.
+    track_permutations: per head, the strand-pair permutation [T] of its last (track) axis
+      (`data.tracks.strand_permutation`), applied to reverse-complement copies so that a
+      stranded track (CAGE +) is averaged with its pair's reverse-strand prediction.
   """
   if augmentation is None:
     return model(inputs, is_training=False)
-  if not model.takes_dna_sequence or model.input_channels != 4:
-    raise ConfigError(f"test-time augmentation needs a model reading one-hot DNA [B, L, 4]; "
-                      f"{type(model).__name__} takes other inputs")
+  encode, dna = _dna_copies_codec(model, inputs)
   # The model contract's `position_axes` (when the model defines it) says which output axis
   # runs along the sequence; the evaluator's `positional_axes` fill in the rest.
   declared = getattr(model, "position_axes", None) or {}
   positional_axes = {**{h: a for h, a in declared.items() if a is not None}, **positional_axes}
-  total = {}
-
-  def add(outputs, flipped: bool):
-    for head, value in outputs.items():
-      if flipped and head in positional_axes:
-        value = tf.reverse(value, axis=[positional_axes[head]])
-      total[head] = value if head not in total else total[head] + value
-
+  average = CopyAverage(positional_axes, track_permutations)
   for shift in augmentation.shifts:
-    shifted = shift_sequence(inputs, shift) if shift else inputs
-    add(model(shifted, is_training=False), flipped=False)
+    shifted = shift_sequence(dna, shift) if shift else dna
+    average.add(model(encode(shifted, False), is_training=False), is_reverse=False)
     if augmentation.reverse_complement:
-      add(model(reverse_complement_one_hot(shifted), is_training=False), flipped=True)
-  return {head: value / float(augmentation.copies) for head, value in total.items()}
+      average.add(model(encode(reverse_complement_one_hot(shifted), True), is_training=False),
+                  is_reverse=True)
+  return average.result()
+
+
+def _dna_copies_codec(model, inputs):
+  """(encode(one_hot, is_reverse) -> model inputs, one-hot ACGT DNA [B, L, 4] of `inputs`)."""
+  from tf_seqmodels.data.encoding import SequenceError
+  if not getattr(model, "takes_dna_sequence", False):
+    raise ConfigError(f"test-time augmentation needs a model reading DNA; {type(model).__name__} "
+                      f"takes other inputs")
+  if hasattr(model, "encode_dna") and hasattr(model, "decode_dna"):
+    try:
+      return model.encode_dna, model.decode_dna(inputs)
+    except SequenceError as e:
+      raise ConfigError(f"test-time augmentation cannot read DNA from the inputs of "
+                        f"{type(model).__name__}: {e}") from e
+  if model.input_channels == 4:  # a duck-typed model reading one-hot ACGT as given
+    return (lambda one_hot, is_reverse: one_hot), inputs
+  raise ConfigError(f"test-time augmentation needs encode_dna() / decode_dna() for the "
+                    f"{model.input_channels} input channels of {type(model).__name__}")

@@ -176,14 +176,20 @@ def gene_level_from_sums(genes: Sequence[str], observed: np.ndarray,
 
 def map_tss_to_bins(gene: Sequence[str], chrom: Sequence[str], position: Sequence[int],
                     window_chrom: Sequence[str], window_start: Sequence[int], bins: int,
-                    bin_size: int) -> TSSBins:
+                    bin_size: int, window_strand: Optional[Sequence[str]] = None) -> TSSBins:
   """Locates genomic TSSs in evaluation windows whose output starts at `window_start`.
 
   A TSS inside several (overlapping) windows is assigned to the one where it is most
-  central; TSSs in no window are dropped.
+  central; TSSs in no window are dropped. A '-' window (`window_strand`, default all '+') is
+  read reverse-complemented with its bins reversed (data.tracks), so genomic bin k of it is
+  output bin `bins - 1 - k`.
   """
   window_chrom = np.asarray(window_chrom).astype(str)
   window_start = np.asarray(window_start, np.int64)
+  minus = (np.zeros(len(window_start), bool) if window_strand is None
+           else np.asarray(window_strand).astype(str) == "-")
+  if minus.shape != window_start.shape:
+    raise ValueError(f"map_tss_to_bins: {len(minus)} window strands for {len(window_start)} windows")
   span = bins * bin_size
   out_gene, out_example, out_bin = [], [], []
   for g, c, p in zip(gene, chrom, position):
@@ -192,9 +198,10 @@ def map_tss_to_bins(gene: Sequence[str], chrom: Sequence[str], position: Sequenc
     if not hits.size:
       continue
     best = hits[np.argmin(np.abs(window_start[hits] + span / 2 - p))]
+    genomic_bin = int((p - window_start[best]) // bin_size)
     out_gene.append(str(g))
     out_example.append(int(best))
-    out_bin.append(int((p - window_start[best]) // bin_size))
+    out_bin.append(bins - 1 - genomic_bin if minus[best] else genomic_bin)
   return TSSBins(np.asarray(out_gene, object), np.asarray(out_example, np.int64),
                  np.asarray(out_bin, np.int64))
 

@@ -22,7 +22,8 @@ from tf_seqmodels.evaluation.metrics import scatter_figure
 from tf_seqmodels.evaluation.registry import register_evaluator
 from tf_seqmodels.evaluation.report import Report, Section, new_figure
 from tf_seqmodels.models.bpnet import COUNTS_HEAD, PROFILE_HEAD
-from tf_seqmodels.tasks.chrombpnet import SUBSETS, pearsonr, profile_jsd, softmax_np, spearmanr
+from tf_seqmodels.tasks.chrombpnet import (SUBSETS, CountsMetric, ProfileJSDMetric, pearsonr,
+                                           softmax_np, subset_mask, target_logcounts)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,14 +39,6 @@ class ChromBPNetEvaluationOptions(Config):
   top_peaks: int = 4
 
 
-def _subset(is_peak: Optional[np.ndarray], subset: str, n: int) -> Optional[np.ndarray]:
-  if subset == "all":
-    return np.ones(n, bool)
-  if is_peak is None:
-    return None
-  return is_peak if subset == "peaks" else ~is_peak
-
-
 @register_evaluator("chrombpnet", ChromBPNetEvaluationOptions,
                     "counts Pearson / Spearman / MSE and profile JSD on peaks, non-peaks, all")
 def evaluate_chrombpnet(context: EvaluationContext, options: ChromBPNetEvaluationOptions) -> Report:
@@ -54,16 +47,17 @@ def evaluate_chrombpnet(context: EvaluationContext, options: ChromBPNetEvaluatio
   observed_profile = np.asarray(targets[PROFILE_HEAD], np.float64)
   n = len(observed_profile)
   observed_profile = observed_profile.reshape(n, -1)
-  observed = (np.asarray(targets[COUNTS_HEAD], np.float64).reshape(-1) if COUNTS_HEAD in targets
-              else np.log1p(observed_profile.sum(-1)))
+  observed = np.asarray(target_logcounts(targets), np.float64).reshape(-1)
   predicted = np.asarray(outputs[COUNTS_HEAD], np.float64).reshape(-1)
   probs = softmax_np(np.asarray(outputs[PROFILE_HEAD], np.float64).reshape(n, -1))
-  is_peak = (np.asarray(targets["is_peak"]).reshape(-1).astype(bool) if "is_peak" in targets
-             else None)
-  jsd, norm_jsd = profile_jsd(observed_profile, probs)
+  is_peak = subset_mask(targets, "peaks", n)
+  # The numbers are the training metrics' (tasks.chrombpnet), over the whole split at once.
+  flat = ({**targets, PROFILE_HEAD: observed_profile},
+          {**outputs, PROFILE_HEAD: np.asarray(outputs[PROFILE_HEAD]).reshape(n, -1)})
 
-  def median(x):
-    return float(np.nanmedian(x)) if np.isfinite(x).any() else float("nan")
+  def result(metric):
+    metric.update(*flat)
+    return metric.result()
 
   report = Report(f"{context.title}: ChromBPNet ({context.split})")
   counts = report.add_section(Section("counts", notes=(
@@ -73,16 +67,18 @@ def evaluate_chrombpnet(context: EvaluationContext, options: ChromBPNetEvaluatio
       "predicted logits; lower is better) and median normalised JSD (1 = perfect, 0 = uniform).")))
   count_rows, profile_rows = [], []
   for subset in SUBSETS:
-    mask = _subset(is_peak, subset, n)
+    mask = subset_mask(targets, subset, n)
     if mask is None or not mask.any():
       continue
-    obs, pred = observed[mask], predicted[mask]
-    row = {"subset": subset, "n": int(mask.sum()), "pearson": pearsonr(obs, pred),
-           "spearman": spearmanr(obs, pred), "mse": float(np.mean((obs - pred)**2))}
+    row = {"subset": subset, "n": int(mask.sum()),
+           "pearson": result(CountsMetric("pearsonr", subset)),
+           "spearman": result(CountsMetric("spearmanr", subset)),
+           "mse": result(CountsMetric("mse", subset))}
     count_rows.append(row)
     counts.metrics.update({f"{k}/{subset}": row[k] for k in ("pearson", "spearman", "mse")})
-    prow = {"subset": subset, "n": int(mask.sum()), "median_jsd": median(jsd[mask]),
-            "median_norm_jsd": median(norm_jsd[mask])}
+    prow = {"subset": subset, "n": int(mask.sum()),
+            "median_jsd": result(ProfileJSDMetric(False, subset)),
+            "median_norm_jsd": result(ProfileJSDMetric(True, subset))}
     profile_rows.append(prow)
     profile.metrics.update({f"median_jsd/{subset}": prow["median_jsd"],
                             f"median_norm_jsd/{subset}": prow["median_norm_jsd"]})

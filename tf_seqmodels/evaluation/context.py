@@ -21,7 +21,8 @@ class EvaluationContext:
     dataset: the split's batches of (inputs, {target: tensor}), in a fixed order.
     split: the split's name ("valid", "test", ...).
     strategy: a `StrategyInfo` (prediction is distributed under it) or None.
-    data_info: the data builder's extras (track names, windows, ...).
+    data_info: the data builder's extras (track names, windows, ...); "track_permutations"
+      ({head: strand-pair permutation [T]}) makes test-time augmentation swap strand pairs.
     title: report title prefix (model name, run).
     progress: show progress bars.
   """
@@ -42,7 +43,8 @@ class EvaluationContext:
     `predict_dataset` for `collect` and `on_batch`)."""
     axes = dict(positional_axes or {})
     model = self.model
+    perms = self.data_info.get("track_permutations") or {}
     return predict_dataset(model, self.dataset, strategy=self.strategy,
-                           predict=lambda x: augmented_predict(model, x, augmentation, axes),
+                           predict=lambda x: augmented_predict(model, x, augmentation, axes, perms),
                            progress=self.progress, description=f"evaluating {self.split}",
                            collect=collect, on_batch=on_batch)

@@ -1,13 +1,12 @@
-"""Generic classification and regression metrics and report sections (numpy only).
+"""Generic classification and regression report sections (metrics, ROC / PR curves, scatters).
 
-    classification_metrics(labels [N], scores [N]) -> accuracy, auroc, average_precision
-    roc_curve / precision_recall_curve -> the curves behind AUROC / AP
-    regression_metrics(observed [N], predicted [N]) -> pearson, spearman, r2, mse
-    classification_section(...) / regression_section(...) -> a report Section with plots
+    classification_section(name, labels, scores) / regression_section(name, observed, predicted)
+      -> a report Section with plots
+    scatter_figure(observed, predicted, title) -> a predicted-vs-observed scatter
 
-AUROC is the Mann-Whitney probability that a positive outranks a negative (ties count
-half); AP is sklearn's step-wise sum over thresholds of (R_n - R_{n-1}) P_n; R² is the
-coefficient of determination 1 - SS_res / SS_tot (not r²).
+The metric functions themselves live in `tasks.metrics` (shared with the tasks' training
+metrics, one implementation) and are re-exported here: accuracy counts scores strictly above
+the threshold (0.5) as positive; see that module for AUROC, AP and R².
 """
 
 from __future__ import annotations
@@ -17,94 +16,9 @@ from typing import Optional, Sequence
 import numpy as np
 
 from tf_seqmodels.evaluation.report import Section, new_figure
-from tf_seqmodels.tasks.chrombpnet import pearsonr, rankdata, spearmanr
-
-
-def _binary(labels, scores) -> tuple[np.ndarray, np.ndarray]:
-  labels = np.asarray(labels, np.float64).ravel()
-  scores = np.asarray(scores, np.float64).ravel()
-  if labels.shape != scores.shape:
-    raise ValueError(f"labels ({labels.size}) and scores ({scores.size}) must have one value per example")
-  if not np.isin(labels, (0.0, 1.0)).all():
-    raise ValueError("classification labels must be 0 or 1")
-  return labels.astype(bool), scores
-
-
-def roc_auc(labels, scores) -> float:
-  """Area under the ROC curve; NaN when only one class is present."""
-  y, s = _binary(labels, scores)
-  positives, negatives = int(y.sum()), int((~y).sum())
-  if positives == 0 or negatives == 0:
-    return float("nan")
-  ranks = rankdata(s)
-  return float((ranks[y].sum() - positives * (positives + 1) / 2) / (positives * negatives))
-
-
-def _thresholds(y: np.ndarray, s: np.ndarray):
-  """True / false positives at each distinct score, highest first."""
-  order = np.argsort(-s, kind="mergesort")
-  s, y = s[order], y[order]
-  last = np.r_[np.flatnonzero(np.diff(s)), s.size - 1]  # last index of each distinct score
-  tps = np.cumsum(y)[last].astype(np.float64)
-  fps = (last + 1 - tps).astype(np.float64)
-  return tps, fps, s[last]
-
-
-def roc_curve(labels, scores) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-  """(false positive rate, true positive rate, thresholds), starting at (0, 0)."""
-  y, s = _binary(labels, scores)
-  tps, fps, thresholds = _thresholds(y, s)
-  tpr = np.r_[0.0, tps / max(tps[-1], 1.0)] if tps.size else np.zeros(1)
-  fpr = np.r_[0.0, fps / max(fps[-1], 1.0)] if fps.size else np.zeros(1)
-  return fpr, tpr, np.r_[np.inf, thresholds]
-
-
-def precision_recall_curve(labels, scores) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-  """(precision, recall, thresholds) with recall increasing, ending at (1, 0) as sklearn."""
-  y, s = _binary(labels, scores)
-  tps, fps, thresholds = _thresholds(y, s)
-  precision = tps / np.maximum(tps + fps, 1.0)
-  recall = tps / tps[-1] if tps.size and tps[-1] > 0 else np.full_like(tps, np.nan)
-  return np.r_[precision, 1.0], np.r_[recall, 0.0], thresholds
-
-
-def average_precision(labels, scores) -> float:
-  y, s = _binary(labels, scores)
-  if not y.any():
-    return float("nan")
-  tps, fps, _ = _thresholds(y, s)
-  precision = tps / (tps + fps)
-  recall = tps / tps[-1]
-  return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
-
-
-def classification_metrics(labels, scores, threshold: float = 0.5) -> dict[str, float]:
-  """accuracy (score >= threshold), auroc, average_precision, positive_fraction, n."""
-  y, s = _binary(labels, scores)
-  return {"accuracy": float(np.mean((s >= threshold) == y)) if y.size else float("nan"),
-          "auroc": roc_auc(y, s), "average_precision": average_precision(y, s),
-          "positive_fraction": float(y.mean()) if y.size else float("nan"), "n": float(y.size)}
-
-
-def r2_score(observed, predicted) -> float:
-  observed = np.asarray(observed, np.float64).ravel()
-  predicted = np.asarray(predicted, np.float64).ravel()
-  total = np.sum((observed - observed.mean())**2) if observed.size else 0.0
-  if total <= 0:
-    return float("nan")
-  return float(1.0 - np.sum((observed - predicted)**2) / total)
-
-
-def regression_metrics(observed, predicted) -> dict[str, float]:
-  """pearson, spearman, r2 (coefficient of determination), mse, n."""
-  observed = np.asarray(observed, np.float64).ravel()
-  predicted = np.asarray(predicted, np.float64).ravel()
-  if observed.shape != predicted.shape:
-    raise ValueError(f"observed ({observed.size}) and predicted ({predicted.size}) sizes differ")
-  return {"pearson": pearsonr(observed, predicted), "spearman": spearmanr(observed, predicted),
-          "r2": r2_score(observed, predicted),
-          "mse": float(np.mean((observed - predicted)**2)) if observed.size else float("nan"),
-          "n": float(observed.size)}
+from tf_seqmodels.tasks.metrics import (accuracy, average_precision, classification_metrics,  # noqa: F401
+                                        precision_recall_curve, r2_score, regression_metrics,
+                                        roc_auc, roc_curve)
 
 
 def classification_section(name: str, labels, scores, *, threshold: float = 0.5,
@@ -122,7 +36,8 @@ def classification_section(name: str, labels, scores, *, threshold: float = 0.5,
   rows = [{"class": n, **classification_metrics(columns[:, i], column_scores[:, i], threshold)}
           for i, n in enumerate(names)]
   section = Section(name, notes=notes or (
-      f"Binary classification at threshold {threshold}: accuracy, AUROC, average precision."))
+      f"Binary classification: accuracy (positive when the score is above {threshold}), "
+      f"AUROC, average precision."))
   for key in ("accuracy", "auroc", "average_precision"):
     section.metrics[key] = float(np.nanmean([r[key] for r in rows]))
   section.metrics["n"] = float(len(columns))

@@ -18,18 +18,10 @@ from tf_seqmodels.evaluation.report import Report
 
 def restore_weights(model, path: str, which: str = "best") -> str:
   """Loads a run directory's best / latest checkpoint, or a checkpoint prefix / directory
-  written by `save_checkpoint`, into `model`; returns the prefix read."""
-  from tf_seqmodels.training.checkpointing import latest_checkpoint, read_best, restore_model
-  if not os.path.exists(path) and not os.path.exists(path + ".index"):
-    raise FileNotFoundError(f"weights not found: {path} (a run directory or checkpoint prefix)")
-  model.ensure_built()
-  if os.path.isdir(path) and (read_best(path) or latest_checkpoint(path)):
-    if which == "best" and read_best(path) is None:
-      which = "latest"  # the run selected no best checkpoint (no trainer.select_best_by)
-    return restore_model(model, path, which)
-  from tf_seqmodels.convert.weights import load_checkpoint
-  load_checkpoint(model, path)
-  return path
+  written by `save_checkpoint`, into `model`; returns the prefix read (see
+  `training.checkpointing.restore_weights`)."""
+  from tf_seqmodels.training import checkpointing
+  return checkpointing.restore_weights(model, path, which)
 
 
 def _split_dataset(source, split: str, name: str):
@@ -55,6 +47,7 @@ def evaluate_run(config, *, weights: Optional[str] = None, which: str = "best",
   Returns:
     (report, {kind: path} of the written files).
   """
+  from tf_seqmodels.data.strands import data_track_permutations
   from tf_seqmodels.models.registry import build_model
   from tf_seqmodels.training.data_builders import BuildContext, build_data
   from tf_seqmodels.training.run_config import _model_config, build_task
@@ -72,6 +65,9 @@ def evaluate_run(config, *, weights: Optional[str] = None, which: str = "best",
   context = BuildContext(model, config.model.name, model_config, config.task.type,
                          config.task.options, config.trainer.seed)
   sources = build_data(config.data, context)
+  # Strand pairs of the run's stranded track heads (CAGE +/-): test-time augmentation swaps
+  # them on reverse-complement copies.
+  track_permutations = data_track_permutations(config.data)
   report = Report(f"{config.model.name} ({config.task.type}, {split})", metadata={
       "model": config.model.name, "task": config.task.type, "split": split, "weights": read,
       "strategy": config.strategy.kind, "replicas": info.num_replicas})
@@ -79,7 +75,8 @@ def evaluate_run(config, *, weights: Optional[str] = None, which: str = "best",
     eval_context = EvaluationContext(
         model=model, task=build_task(config.task, source),
         dataset=_split_dataset(source, split, name), split=split, strategy=info,
-        data_info={**source.info, "data_options": dict(config.data.options),
+        data_info={"track_permutations": track_permutations, **source.info,
+                   "data_options": dict(config.data.options),
                    "eval_batch_size": config.data.eval_batch},
         title=config.model.name, progress=progress)
     part = entry.evaluate(eval_context, typed_options)

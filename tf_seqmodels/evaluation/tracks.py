@@ -5,7 +5,9 @@ Sections of the report:
                mean, and the mean per assay type (CAGE, DNase/ATAC, histone ChIP, TF ChIP,
                other; from the Basenji targets-table descriptions, e.g. "CHIP:H3K27ac:...").
   gene_cage    (with a TSS table) the gene-level CAGE evaluation of `cage.py`.
-  browser      observed (filled) vs predicted (line) tracks of chosen windows.
+  browser      observed (filled) vs predicted (line) tracks of chosen windows, given by
+               index or by genomic region ("chr1:1,000-2,000", mapped to the window that
+               overlaps it most and drawn in genomic orientation and coordinates).
 Predictions may be test-time augmented (`augmentation`: 2 strands x 4 shifts by default).
 Only per-track sums, the TSS bins and the plotted windows are kept: any split size fits.
 """
@@ -28,22 +30,37 @@ from tf_seqmodels.evaluation.report import Report, Section, new_figure
 from tf_seqmodels.tasks.tracks import StreamingTrackPearson
 
 ASSAY_TYPES = ("CAGE", "DNase/ATAC", "histone ChIP", "TF ChIP", "other")
-_HISTONE = re.compile(r"^(H2A|H2B|H3|H4)[A-Z0-9.]*", re.IGNORECASE)
+_HISTONE = re.compile(r"(H2A|H2B|H3|H4)([KRST][0-9]+[A-Z0-9.]*|[.]?Z|FZ)?", re.IGNORECASE)
+_WORD = re.compile(r"[^A-Za-z0-9.]+")
 
 
 def assay_type(description: str) -> str:
-  """Assay of a track from its Basenji description ("CAGE:...", "DNASE:...", "ATAC:...",
-  "CHIP:H3K4me3:..." = histone, "CHIP:CTCF:..." = TF)."""
-  parts = [p.strip() for p in str(description).split(":")]
-  kind = parts[0].upper()
-  if kind.startswith("CAGE"):
+  """Assay of a track from keywords anywhere in its description (case-insensitive words):
+  CAGE; DNase / ATAC; a histone mark (H3K27ac, H3K4me3, H2A.Z, ...) = histone ChIP; other
+  ChIP = TF ChIP; else "other". Basenji descriptions ("CAGE:...", "CHIP:H3K4me3:...",
+  "CHIP:CTCF:...") and free text ("synthetic cage plus counts") both work."""
+  words = [w.upper() for w in _WORD.split(str(description)) if w]
+  if any(w.startswith("CAGE") for w in words):
     return "CAGE"
-  if kind.startswith("DNASE") or kind.startswith("ATAC"):
+  if any(w.startswith("DNASE") or w.startswith("ATAC") for w in words):
     return "DNase/ATAC"
-  if kind.startswith("CHIP"):
-    target = parts[1] if len(parts) > 1 else ""
-    return "histone ChIP" if _HISTONE.match(target) else "TF ChIP"
+  if any(_HISTONE.fullmatch(w) for w in words):
+    return "histone ChIP"
+  if any(w.startswith("CHIP") for w in words):
+    return "TF ChIP"
   return "other"
+
+
+def parse_region(text: str) -> tuple[str, int, int]:
+  """"chrom:start-end" (0-based start, end exclusive as BED; thousands commas allowed)."""
+  match = re.fullmatch(r"\s*([^:\s]+):([0-9,]+)-([0-9,]+)\s*", str(text))
+  if not match:
+    raise ConfigError(f"region {text!r}: expected chrom:start-end, e.g. chr1:1,000,000-1,010,000")
+  chrom, start, end = match.group(1), int(match.group(2).replace(",", "")), int(
+      match.group(3).replace(",", ""))
+  if end <= start:
+    raise ConfigError(f"region {text!r}: end must be after start")
+  return chrom, start, end
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,6 +77,9 @@ class TrackEvaluationOptions(Config):
       gene + example + bin); chrom/position needs a data source with window coordinates.
     cage_tracks: indices of the CAGE tracks (default: the tracks whose assay is CAGE).
     plot_examples: evaluation windows plotted in the browser section.
+    plot_regions: genomic regions "chrom:start-end" plotted in the browser section, each in
+      the evaluation window overlapping it most (needs a data source with window
+      coordinates); drawn in genomic coordinates with the region shaded.
     plot_tracks: track indices plotted (default: the first track of each assay, at most 6).
   """
 
@@ -70,12 +90,15 @@ class TrackEvaluationOptions(Config):
   tss: Optional[str] = None
   cage_tracks: tuple[int, ...] = ()
   plot_examples: tuple[int, ...] = (0,)
+  plot_regions: tuple[str, ...] = ()
   plot_tracks: tuple[int, ...] = ()
 
   def validate(self) -> None:
     bad = sorted({v for v in self.assays.values()} - set(ASSAY_TYPES))
     if bad:
       raise ConfigError(f"evaluation.options.assays: unknown assay types {bad}; use {ASSAY_TYPES}")
+    for region in self.plot_regions:
+      parse_region(region)
 
 
 def _track_descriptions(context: EvaluationContext, options: TrackEvaluationOptions,
@@ -108,25 +131,90 @@ def _tss_bins(context: EvaluationContext, path: str, bins: int) -> TSSBins:
   _, _, target_start, _ = window_coordinates(windows.regions, windows.config)
   return map_tss_to_bins(table["gene"], table["chrom"], table["position"],
                          np.asarray(windows.regions.chrom), target_start, bins,
-                         windows.config.bin_size)
+                         windows.config.bin_size, window_strand=windows.regions.strand)
+
+
+@dataclasses.dataclass(frozen=True)
+class RegionWindow:
+  """A plotted genomic region and the evaluation window (example) showing it."""
+
+  region: str
+  chrom: str
+  start: int
+  end: int
+  example: int
+  window_start: int  # genomic start of the window's first output bin (lowest coordinate)
+  minus: bool  # the window is read reverse-complemented (bins reversed, strand pairs swapped)
+
+  @property
+  def figure_name(self) -> str:
+    return f"region_{self.chrom}_{self.start}_{self.end}"
+
+
+def region_windows(context: EvaluationContext, regions: Sequence[str], bins: int) -> list[RegionWindow]:
+  """Maps genomic regions to the split's windows: the window overlapping each most (ties:
+  the one whose centre is nearest the region's)."""
+  if not regions:
+    return []
+  windows = context.data_info.get("windows", {}).get(context.split)
+  if windows is None:
+    raise ConfigError(f"evaluation.options.plot_regions needs window coordinates, but the data "
+                      f"source has none for split {context.split!r}; use plot_examples")
+  from tf_seqmodels.data.tracks import window_coordinates
+  _, _, start, _ = window_coordinates(windows.regions, windows.config)
+  end = start + bins * windows.config.bin_size
+  chroms = np.asarray(windows.regions.chrom).astype(str)
+  minus = np.asarray(windows.regions.strand).astype(str) == "-"
+  out = []
+  for text in regions:
+    chrom, region_start, region_end = parse_region(text)
+    overlap = np.where(chroms == chrom,
+                       np.minimum(end, region_end) - np.maximum(start, region_start), 0)
+    if not overlap.size or overlap.max() <= 0:
+      raise ConfigError(f"plot region {text!r} overlaps no window of split {context.split!r}")
+    best = np.flatnonzero(overlap == overlap.max())
+    centre = (region_start + region_end) / 2
+    i = int(best[np.argmin(np.abs((start[best] + end[best]) / 2 - centre))])
+    out.append(RegionWindow(text, chrom, region_start, region_end, i, int(start[i]),
+                            bool(minus[i])))
+  return out
+
+
+def genomic_orientation(values: np.ndarray, minus: bool,
+                        permutation: Optional[Sequence[int]] = None) -> np.ndarray:
+  """[bins, T] of a window in genomic order: a '-' window's bins reversed back and its
+  strand-paired tracks swapped back (`permutation`, an involution)."""
+  if not minus:
+    return values
+  values = values[::-1]
+  return values[:, np.asarray(permutation)] if permutation is not None else values
 
 
 def browser_figure(observed: np.ndarray, predicted: np.ndarray, names: Sequence[str], title: str,
-                   bin_size: Optional[int] = None):
+                   bin_size: Optional[int] = None, x_start: Optional[int] = None,
+                   chrom: Optional[str] = None, highlight: Optional[tuple[int, int]] = None):
   """Genome-browser-style panel: one row per track, observed filled, predicted as a line.
-  observed, predicted: [bins, k]."""
+
+  observed, predicted: [bins, k]. With `x_start` (genomic start of the first bin) the x axis
+  is the genomic coordinate of each bin's start on `chrom`; `highlight` shades (start, end).
+  """
   k = observed.shape[-1]
   fig, axes = new_figure(10.0, 1.2 * k + 0.6, k, 1, sharex=True)
-  x = np.arange(observed.shape[0]) * (bin_size or 1)
+  x = np.arange(observed.shape[0]) * (bin_size or 1) + (x_start or 0)
   for i in range(k):
     ax = axes[i, 0]
+    if highlight is not None:
+      ax.axvspan(highlight[0], highlight[1], color="C0", alpha=0.12, lw=0)
     ax.fill_between(x, observed[:, i], step="mid", color="0.6", label="observed")
     ax.plot(x, predicted[:, i], color="C3", lw=1.0, drawstyle="steps-mid", label="predicted")
     ax.set_ylabel(names[i], rotation=0, ha="right", fontsize=8)
     ax.tick_params(labelsize=7)
   axes[0, 0].set_title(title, fontsize=9)
   axes[0, 0].legend(fontsize=7, loc="upper right")
-  axes[-1, 0].set_xlabel("position in the output window (bp)" if bin_size else "bin")
+  if x_start is not None:
+    axes[-1, 0].set_xlabel(f"{chrom or 'genomic'} position (bp)")
+  else:
+    axes[-1, 0].set_xlabel("position in the output window (bp)" if bin_size else "bin")
   return fig
 
 
@@ -149,6 +237,8 @@ def head_evaluation(context: EvaluationContext, options: TrackEvaluationOptions,
     observed, predicted = targets[head], outputs[head]
     if "sums" not in state:
       state["bins"], state["tracks"] = predicted.shape[1], predicted.shape[2]
+      state["regions"] = region_windows(context, options.plot_regions, predicted.shape[1])
+      state["plot"] = set(options.plot_examples) | {r.example for r in state["regions"]}
       if options.tss:
         names, assays = _track_descriptions(context, options, predicted.shape[2])
         cage = list(options.cage_tracks) or [i for i, a in enumerate(assays) if a == "CAGE"]
@@ -163,7 +253,7 @@ def head_evaluation(context: EvaluationContext, options: TrackEvaluationOptions,
     if state["sums"] is not None:
       state["sums"][0].update(observed[..., state["cage"]], offset)
       state["sums"][1].update(predicted[..., state["cage"]], offset)
-    for example in options.plot_examples:
+    for example in state["plot"]:
       if offset <= example < offset + len(predicted):
         plotted[example] = (np.asarray(observed[example - offset], np.float32),
                             predicted[example - offset])
@@ -243,10 +333,23 @@ def head_evaluation(context: EvaluationContext, options: TrackEvaluationOptions,
       browser = report.add_section(Section(f"{prefix}browser", notes=(
           "Observed (grey) and predicted (red) tracks of the chosen evaluation windows.")))
       bin_size = context.data_info.get("bin_size")
-      for example, (observed, predicted) in sorted(plotted.items()):
-        browser.add_figure(f"example_{example}", browser_figure(
+      for example in sorted(set(options.plot_examples)):
+        if example in plotted:
+          observed, predicted = plotted[example]
+          browser.add_figure(f"example_{example}", browser_figure(
+              observed[:, shown], predicted[:, shown], [names[i] for i in shown],
+              f"{head}: window {example}", bin_size))
+      permutation = (context.data_info.get("track_permutations") or {}).get(
+          head, context.data_info.get("permutation"))
+      for region in state["regions"]:
+        observed, predicted = (genomic_orientation(v, region.minus, permutation)
+                               for v in plotted[region.example])
+        window_bin = context.data_info["windows"][context.split].config.bin_size
+        browser.add_figure(region.figure_name, browser_figure(
             observed[:, shown], predicted[:, shown], [names[i] for i in shown],
-            f"{head}: window {example}", bin_size))
+            f"{head}: {region.region} (window {region.example}, "
+            f"{'-' if region.minus else '+'} strand)", window_bin, x_start=region.window_start,
+            chrom=region.chrom, highlight=(region.start, region.end)))
 
   return on_batch, finish
 

@@ -28,6 +28,9 @@ from tf_seqmodels.config import Config
 from tf_seqmodels.data.encoding import SequenceError, check_one_hot
 
 
+HEAD_KINDS = ("tracks", "profile_logits", "log_counts", "scalar")
+
+
 class SequenceModel(snt.Module, abc.ABC):
   """Base class: a sequence-to-function model returning a dict of named heads."""
 
@@ -73,6 +76,23 @@ class SequenceModel(snt.Module, abc.ABC):
     sequence). Reverse-complement averaging flips outputs back along this axis."""
     return {head: None for head in self.head_names}
 
+  @property
+  def head_kinds(self) -> dict[str, str]:
+    """Per head, what its values mean (one of HEAD_KINDS), so analyses compare them soundly:
+
+      "tracks"          non-negative signal per track, [B, bins, T] or [B, T] (Enformer):
+                        differences and log fold changes of sums
+      "profile_logits"  logits of a distribution over positions, [B, P] or [B, P, T]
+                        (BPNet profile): softmax-invariant to shifts, compared as
+                        distributions (Jensen-Shannon distance), never summed
+      "log_counts"      log(1 + total counts) [B, 1]: differences are log fold changes
+      "scalar"          any other value per sequence (expression, class logits)
+
+    Default: "tracks" for positional heads (`position_axes`), "scalar" for the others.
+    """
+    axes = self.position_axes
+    return {head: "tracks" if axes.get(head) is not None else "scalar" for head in self.head_names}
+
   def encode_dna(self, one_hot: tf.Tensor, is_reverse: bool = False) -> tf.Tensor:
     """Model inputs [B, L, input_channels] for one-hot ACGT DNA [B, L, 4] (differentiable).
 
@@ -85,6 +105,62 @@ class SequenceModel(snt.Module, abc.ABC):
       raise SequenceError(f"{type(self).__name__} takes {self.input_channels} input channels "
                           f"and does not define encode_dna() for one-hot DNA")
     return one_hot
+
+  def decode_dna(self, inputs: tf.Tensor) -> tf.Tensor:
+    """One-hot ACGT DNA [B, L, 4] of model inputs [B, L, input_channels] (flag channels
+    dropped): the inverse of `encode_dna`, so evaluations can augment dataset inputs
+    (reverse complement, shifts) and re-encode the copies.
+
+    The default reads the bases through `encode_dna` of the four unit vectors, which is exact
+    whenever each base has its own channel (any channel order, plus flag channels that are 0
+    on the forward strand), as for every model here; other encodings override this.
+    """
+    inputs = tf.convert_to_tensor(inputs, tf.float32)
+    with tf.init_scope():  # a constant, computed eagerly even inside a tf.function
+      basis = np.asarray(self.encode_dna(tf.eye(4, dtype=tf.float32)[None], is_reverse=False),
+                         np.float32).reshape(4, -1)  # row b: the input vector of base b (ACGT)
+    if not np.array_equal(basis @ basis.T, np.eye(4)):
+      raise SequenceError(f"{type(self).__name__}.encode_dna() does not give each base its own "
+                          f"channel; define decode_dna() to read DNA from its inputs")
+    return tf.einsum("...c,bc->...b", inputs, tf.constant(basis))
+
+  def example_inputs(self, batch_size: int, seed: int = 0, length: Optional[int] = None):
+    """Seeded valid inputs of `batch_size` examples, as numpy (export parity checks, Kipoi
+    example files): random one-hot ACGT DNA [B, L, 4] through `encode_dna` for DNA models;
+    multi-input models override this (the default fills each spec with random values).
+
+    Args:
+      length: input length where the spec leaves it open (default: sequence_length).
+    Raises:
+      SequenceError: the length is unknown.
+    """
+    rng = np.random.default_rng(seed)
+    spec = self.input_spec(batch_size)
+    length = length or getattr(self, "sequence_length", None)
+
+    def concrete(shape, what):
+      dims = [length if d is None else d for d in shape]
+      if any(d is None for d in dims):
+        raise SequenceError(f"{what} of {type(self).__name__} has unknown dimensions {shape}: "
+                            f"pass a length")
+      return [int(d) for d in dims]
+
+    if not isinstance(spec, tf.TensorSpec):
+      def random(key, s):
+        shape = concrete(s.shape.as_list(), f"input {key!r}")
+        if s.dtype.is_floating:
+          return rng.standard_normal(shape).astype(s.dtype.as_numpy_dtype)
+        return rng.integers(0, 2, shape).astype(s.dtype.as_numpy_dtype)
+      return {key: random(key, s) for key, s in spec.items()}
+    batch, positions, channels = concrete(spec.shape.as_list(), "the input")
+    dna = np.eye(4, dtype=np.float32)[rng.integers(0, 4, (batch, positions))]
+    encode = getattr(self, "encode_dna", None)  # duck-typed models may lack it
+    if encode is not None:
+      try:
+        return np.asarray(encode(tf.constant(dna)), np.float32)
+      except SequenceError:
+        pass  # no encoding for its channels: ACGT first, other channels 0
+    return np.concatenate([dna, np.zeros([batch, positions, channels - 4], np.float32)], -1)
 
   def attention_weights(self, inputs: tf.Tensor) -> tf.Tensor:
     """Attention weights [B, layers, heads, T, T] (query, key) at inference; models

@@ -148,6 +148,10 @@ class ProfileCountsModel(SequenceModel):
   def position_axes(self) -> dict[str, Optional[int]]:
     return {PROFILE_HEAD: 1, COUNTS_HEAD: None}
 
+  @property
+  def head_kinds(self) -> dict[str, str]:
+    return {PROFILE_HEAD: "profile_logits", COUNTS_HEAD: "log_counts"}
+
   def encode_dna(self, one_hot: tf.Tensor, is_reverse: bool = False) -> tf.Tensor:
     if isinstance(self.trunk, SequenceModel):
       return self.trunk.encode_dna(one_hot, is_reverse)
@@ -300,6 +304,10 @@ class BiasFactorizedModel(SequenceModel):
   @property
   def position_axes(self) -> dict[str, Optional[int]]:
     return {PROFILE_HEAD: 1, COUNTS_HEAD: None}
+
+  @property
+  def head_kinds(self) -> dict[str, str]:
+    return {PROFILE_HEAD: "profile_logits", COUNTS_HEAD: "log_counts"}
 
   def encode_dna(self, one_hot: tf.Tensor, is_reverse: bool = False) -> tf.Tensor:
     return self.model.encode_dna(one_hot, is_reverse)

@@ -146,6 +146,10 @@ class BPNet(SequenceModel):
   def position_axes(self) -> dict[str, Optional[int]]:
     return {PROFILE_HEAD: 1, COUNTS_HEAD: None}
 
+  @property
+  def head_kinds(self) -> dict[str, str]:
+    return {PROFILE_HEAD: "profile_logits", COUNTS_HEAD: "log_counts"}
+
   def __call__(self, inputs: tf.Tensor, is_training: bool) -> dict[str, tf.Tensor]:
     return self.head(self.embed(inputs, is_training))
 

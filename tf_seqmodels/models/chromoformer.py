@@ -31,6 +31,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal, Mapping, Optional
 
+import numpy as np
 import tensorflow as tf
 
 from tf_seqmodels.blocks.chromoformer import (EmbeddingTransformer, PairwiseInteractionTransformer,
@@ -204,7 +205,11 @@ class Chromoformer(SequenceModel):
       raise SequenceError(f"Chromoformer got unknown inputs {unknown}; expected {list(expected)}")
     batch = None
     for name, shape in expected.items():
-      actual = tuple(inputs[name].shape)
+      value = inputs[name]
+      static = tf.TensorShape(value.shape if hasattr(value, "shape") else np.shape(value))
+      if static.rank is None:
+        continue  # nothing known statically; the graph's own shape checks apply
+      actual = tuple(static.as_list())
       if len(actual) != len(shape) + 1 or any(
           a is not None and a != e for a, e in zip(actual[1:], shape)):
         raise SequenceError(f"Chromoformer input {name!r} must have shape [batch, "
@@ -214,6 +219,26 @@ class Chromoformer(SequenceModel):
           raise SequenceError(f"Chromoformer inputs disagree on the batch size: {name!r} has "
                               f"{actual[0]}, others {batch}")
         batch = actual[0]
+
+  def example_inputs(self, batch_size: int, seed: int = 0, length: Optional[int] = None):
+    """Seeded valid inputs {name: [B, ...]} through the data pipeline's binning: random
+    marks and strands, 0..max_pcres pCREs of random lengths (example 0 fills every slot,
+    example 1 none), so masks, pcre_present and interaction_freq are consistent 0/1 / scores."""
+    from tf_seqmodels.data.chromoformer import ChromoformerDataConfig, example_arrays
+    del length  # the window fixes every shape
+    c = self.config
+    data_config = ChromoformerDataConfig.from_model_config(c)
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(batch_size):
+      count = (c.max_pcres, 0)[i] if i < 2 else int(rng.integers(0, c.max_pcres + 1))
+      promoter = rng.gamma(1.0, 1.0, (c.num_marks, c.window_size))
+      pcres = [rng.gamma(1.0, 1.0, (c.num_marks, int(rng.integers(1, c.window_size + 1))))
+               for _ in range(count)]
+      scores = sorted(rng.uniform(data_config.min_score, 5.0, count).tolist(), reverse=True)
+      strand = "-" if rng.random() < 0.5 else "+"
+      rows.append(example_arrays(promoter, strand, pcres, scores, data_config))
+    return {name: np.stack([r[name] for r in rows]) for name in input_shapes(c)}
 
   # --- forward -------------------------------------------------------------------------------
   def resolution(self, bin_size: int) -> int:
@@ -236,6 +261,11 @@ class Chromoformer(SequenceModel):
   def embed(self, inputs, is_training: bool = False) -> tf.Tensor:
     """Promoter embeddings concatenated over resolutions [B, channels x resolutions]."""
     del is_training  # the reference uses no dropout
+    # Static (Python) checks: inside a tf.function they run once, at trace time.
+    self.check_inputs(inputs)
+    return self._embed(inputs)
+
+  def _embed(self, inputs) -> tf.Tensor:
     inputs = {k: tf.cast(v, tf.float32) for k, v in inputs.items()}
     parts = []
     for size in self.config.bin_sizes:
@@ -246,7 +276,8 @@ class Chromoformer(SequenceModel):
     return tf.concat(parts, axis=-1)
 
   def __call__(self, inputs, is_training: bool = False) -> dict[str, tf.Tensor]:
-    hidden = tf.nn.relu(self.head_hidden(self.embed(inputs, is_training)))
+    self.check_inputs(inputs)  # once per call (trace), not again in embed
+    hidden = tf.nn.relu(self.head_hidden(self._embed(inputs)))
     output = self.head_output(hidden)
     if self.config.mode == "classification":
       return {LOGITS_HEAD: output}
@@ -257,6 +288,7 @@ class Chromoformer(SequenceModel):
     1 + I, 1 + I] (resolution-major; token 0 is the promoter, token i the pCRE in slot i)."""
     if not self.config.regulation_layers:
       raise NotImplementedError("this Chromoformer has no regulation (attention) layers")
+    self.check_inputs(inputs)
     weights = []
     for size in self.config.bin_sizes:
       for layer in range(self.config.regulation_layers):

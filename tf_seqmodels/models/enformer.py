@@ -299,18 +299,26 @@ class Enformer(SequenceModel):
           tf.shape(inputs)[1] % self.config.bin_size, 0,
           message=f"Enformer input length must be a multiple of {self.config.bin_size} bp")
     stages = collections.OrderedDict()
-    x = stages["stem"] = self.stem(inputs, is_training=is_training)
-    for block in self.conv_tower:
-      x = block(x, is_training=is_training)
-    stages["conv_tower"] = x
-    if self.config.positional_encoding == "absolute" and self.transformer:
-      x += sinusoidal_position_encoding(tf.shape(x)[1], self.config.channels)
+    x = self._transformer_inputs(inputs, is_training, stages)
     for block in self.transformer + getattr(self, "dilated_trunk", []):
       x = block(x, is_training=is_training)
     stages["transformer"] = x  # the trunk's output, whichever its kind
     x = stages["target_input"] = self.crop(x)
     stages["final_pointwise"] = self.final_pointwise(x, is_training=is_training)
     return stages
+
+  def _transformer_inputs(self, inputs: tf.Tensor, is_training: bool,
+                          stages: Optional[dict] = None) -> tf.Tensor:
+    """Stem and conv tower [B, L / 128, C], plus absolute positions when configured: the
+    transformer's input (records "stem" and "conv_tower" into `stages` when given)."""
+    stages = {} if stages is None else stages
+    x = stages["stem"] = self.stem(inputs, is_training=is_training)
+    for block in self.conv_tower:
+      x = block(x, is_training=is_training)
+    stages["conv_tower"] = x
+    if self.config.positional_encoding == "absolute" and self.transformer:
+      x += sinusoidal_position_encoding(tf.shape(x)[1], self.config.channels)
+    return x
 
   @property
   def position_axes(self) -> dict[str, Optional[int]]:
@@ -320,15 +328,11 @@ class Enformer(SequenceModel):
     """Inference attention weights [B, layers, heads, T, T] (query, key) over the L/128
     bins before the crop."""
     self.check_inputs(inputs)
-    x = self.stem(inputs, is_training=False)
-    for block in self.conv_tower:
-      x = block(x, is_training=False)
-    if self.config.positional_encoding == "absolute" and self.transformer:
-      x += sinusoidal_position_encoding(tf.shape(x)[1], self.config.channels)
+    x = self._transformer_inputs(inputs, is_training=False)
     weights = []
-    for block in self.transformer:
-      weights.append(block.attention_weights(x))
-      x = block(x, is_training=False)
+    for block in self.transformer:  # one pass per block: its output and its weights
+      x, block_weights = block(x, is_training=False, return_weights=True)
+      weights.append(block_weights)
     if not weights:
       raise NotImplementedError("this Enformer has no transformer layers (attention weights)")
     return tf.stack(weights, axis=1)

@@ -70,6 +70,37 @@ def ablation(name: str, attention_window: int = 8) -> Ablation:
   return table[name]
 
 
+def conv_tower_reach_bp(config: EnformerConfig) -> int:
+  """bp beyond its own bin on each side that the stem + conv tower let an output bin see.
+
+  SAME-padded convolutions reach at most k // 2 positions each way at their resolution (the
+  stem's at 1 bp, tower block i's at 2 ** (i + 1) bp); the pools tile bins exactly.
+  """
+  reach = config.stem_kernel_size // 2
+  for i in range(config.num_conv_tower_blocks):
+    reach += config.conv_tower_kernel_size // 2 * 2 ** (i + 1)
+  return reach
+
+
+def short_range_reach_bins(config: EnformerConfig) -> Optional[int]:
+  """Largest bin distance |e - p| at which input in bin e can change output bin p; None when
+  global attention makes it unbounded.
+
+  Trunk reach: `layers x attention_window` for local attention, the dilated stack's
+  half receptive field for the dilated trunk; plus the conv tower's (rounded up to bins).
+  """
+  from tf_seqmodels.blocks.dilated import dilation_rates, receptive_field
+  layers = config.num_transformer_layers
+  if config.trunk == "dilated":
+    # DilatedResidualBlock's default kernel: 3.
+    trunk = (receptive_field(3, dilation_rates(layers, config.dilation_rate_multiplier)) - 1) // 2
+  elif config.attention_window is not None:
+    trunk = layers * config.attention_window
+  else:
+    return None
+  return trunk + -(-conv_tower_reach_bp(config) // config.bin_size)
+
+
 def ablation_config(name: str, base: Optional[EnformerConfig] = None,
                     attention_window: int = 8) -> EnformerConfig:
   """`base` (default: the published config) with ablation `name`'s switches applied."""

@@ -163,7 +163,7 @@ def spearmanr(x: np.ndarray, y: np.ndarray) -> float:
   return pearsonr(rankdata(x), rankdata(y))
 
 
-def _subset_mask(targets: Tensors, subset: str, size: int) -> Optional[np.ndarray]:
+def subset_mask(targets: Tensors, subset: str, size: int) -> Optional[np.ndarray]:
   """Boolean mask of the batch's examples in `subset`; None if the subset is unknowable."""
   if subset == "all":
     return np.ones(size, bool)
@@ -191,7 +191,7 @@ class _CollectingMetric(StreamingMetric):
 
   def update(self, targets: Tensors, outputs: Tensors) -> None:
     values = self._per_example(targets, outputs)
-    mask = _subset_mask(targets, self.subset, values.shape[0])
+    mask = subset_mask(targets, self.subset, values.shape[0])
     if mask is not None:
       self._values.append(values[mask])
 

@@ -1,13 +1,12 @@
 """Chromoformer tasks: expressed / not expressed (classification) or log2(RPKM + 1) (regression).
 
     classification  loss = cross-entropy(softmax(logits [B, 2]), label [B] in {0, 1})
-                    metrics accuracy, auroc, ap (score = P(class 1))
+                    metrics accuracy (P(class 1) > 0.5, the argmax), auroc, ap
     regression      loss = MSE(expression [B], log2(RPKM + 1) [B])
                     metrics pearson, r2 (= 1 - SSE / SST), mse
 
-AUROC and AP are exact over everything seen (values are gathered, not binned): AUROC is the
-Mann-Whitney statistic with tied scores counted 1/2; AP = sum_k (R_k - R_{k-1}) P_k over
-distinct score thresholds (scikit-learn's `average_precision_score`).
+The metrics are exact over everything seen (values are gathered, not binned) and computed
+by the shared `tasks.metrics` functions, so the evaluation report gives the same numbers.
 """
 
 from __future__ import annotations
@@ -18,90 +17,14 @@ import numpy as np
 import tensorflow as tf
 
 from tf_seqmodels.tasks.base import StreamingMetric, StreamingPearson, Task, Tensors
-from tf_seqmodels.tasks.dream import rankdata
+# The shared numpy metrics (re-exported: callers import roc_auc etc. from here too).
+from tf_seqmodels.tasks.metrics import (accuracy, average_precision, mean_squared_error,  # noqa: F401
+                                        precision_recall_curve, r2_score, roc_auc, roc_curve)
 
 LOGITS_HEAD = "logits"
 EXPRESSION_HEAD = "expression"
 LABEL_TARGET = "label"
 EXPRESSION_TARGET = "expression"
-
-
-# --- metric functions (numpy, float64) ---------------------------------------------------------
-
-def _binary(labels, scores) -> tuple[np.ndarray, np.ndarray]:
-  labels = np.asarray(labels).ravel()
-  scores = np.asarray(scores, np.float64).ravel()
-  if labels.shape != scores.shape:
-    raise ValueError(f"{labels.size} labels but {scores.size} scores")
-  if not np.all(np.isin(labels, (0, 1))):
-    raise ValueError(f"labels must be 0 or 1, found {sorted(set(labels.tolist()) - {0, 1})[:5]}")
-  return labels.astype(np.int64), scores
-
-
-def roc_auc(labels, scores) -> float:
-  """Area under the ROC curve (ties count 1/2); NaN when a class is absent."""
-  labels, scores = _binary(labels, scores)
-  positives = int(labels.sum())
-  negatives = labels.size - positives
-  if positives == 0 or negatives == 0:
-    return float("nan")
-  ranks = rankdata(scores)
-  return float((ranks[labels == 1].sum() - positives * (positives + 1) / 2)
-               / (positives * negatives))
-
-
-def average_precision(labels, scores) -> float:
-  """AP = sum_k (R_k - R_{k-1}) P_k over distinct thresholds; NaN without positives."""
-  labels, scores = _binary(labels, scores)
-  positives = labels.sum()
-  if positives == 0:
-    return float("nan")
-  order = np.argsort(-scores, kind="mergesort")
-  sorted_scores, sorted_labels = scores[order], labels[order]
-  # The last index of each run of equal scores is one threshold.
-  last = np.flatnonzero(np.concatenate([sorted_scores[1:] != sorted_scores[:-1], [True]]))
-  true_positives = np.cumsum(sorted_labels)[last]
-  precision = true_positives / (last + 1)
-  recall = true_positives / positives
-  return float(np.sum(np.diff(np.concatenate([[0.0], recall])) * precision))
-
-
-def accuracy(labels, predicted) -> float:
-  labels = np.asarray(labels).ravel()
-  predicted = np.asarray(predicted).ravel()
-  return float(np.mean(labels == predicted)) if labels.size else float("nan")
-
-
-def r_squared(observed, predicted) -> float:
-  """Coefficient of determination 1 - SSE / SST; NaN for constant `observed`."""
-  observed = np.asarray(observed, np.float64).ravel()
-  predicted = np.asarray(predicted, np.float64).ravel()
-  sst = np.square(observed - observed.mean()).sum() if observed.size else 0.0
-  if sst <= 0:
-    return float("nan")
-  return float(1.0 - np.square(observed - predicted).sum() / sst)
-
-
-def roc_curve(labels, scores) -> tuple[np.ndarray, np.ndarray]:
-  """(false positive rate, true positive rate) at each distinct threshold, from (0, 0)."""
-  labels, scores = _binary(labels, scores)
-  order = np.argsort(-scores, kind="mergesort")
-  sorted_scores, sorted_labels = scores[order], labels[order]
-  last = np.flatnonzero(np.concatenate([sorted_scores[1:] != sorted_scores[:-1], [True]]))
-  tp = np.cumsum(sorted_labels)[last]
-  fp = last + 1 - tp
-  return (np.concatenate([[0.0], fp / max(fp[-1], 1)]),
-          np.concatenate([[0.0], tp / max(tp[-1], 1)]))
-
-
-def precision_recall_curve(labels, scores) -> tuple[np.ndarray, np.ndarray]:
-  """(recall, precision) at each distinct threshold, highest threshold first."""
-  labels, scores = _binary(labels, scores)
-  order = np.argsort(-scores, kind="mergesort")
-  sorted_scores, sorted_labels = scores[order], labels[order]
-  last = np.flatnonzero(np.concatenate([sorted_scores[1:] != sorted_scores[:-1], [True]]))
-  tp = np.cumsum(sorted_labels)[last]
-  return tp / max(labels.sum(), 1), tp / (last + 1)
 
 
 # --- streaming (gathered) metrics --------------------------------------------------------------
@@ -179,9 +102,9 @@ class ChromoformerTask(Task):
   def make_metrics(self) -> dict[str, StreamingMetric]:
     if self.mode == "classification":
       select = self._classification
-      return {"accuracy": GatheredMetric(select, lambda y, p: accuracy(y, p > 0.5)),
+      return {"accuracy": GatheredMetric(select, accuracy),
               "auroc": GatheredMetric(select, roc_auc),
               "ap": GatheredMetric(select, average_precision)}
     select = self._regression
-    return {"pearson": StreamingPearson(select), "r2": GatheredMetric(select, r_squared),
-            "mse": GatheredMetric(select, lambda y, p: float(np.mean(np.square(y - p))))}
+    return {"pearson": StreamingPearson(select), "r2": GatheredMetric(select, r2_score),
+            "mse": GatheredMetric(select, mean_squared_error)}

@@ -307,12 +307,15 @@ def challenge_scores(predictions, measured, subsets: ChallengeSubsets,
       "all" drop every index named there (including both members of public pairs), pair
       subsets drop only the public pairs themselves.
     partial: if some subsets are missing (e.g. no SNV file), compute the scores with the
-      weights of the present subsets renormalised to sum to 1, instead of raising.
+      weights of the present subsets renormalised to sum to 1, instead of raising. Such
+      scores are not the challenge's, so they are named "partial_pearson_score" /
+      "partial_spearman_score" (`partial_score_subsets` lists what they cover).
 
   Returns:
     {"pearson_score", "spearman_score", "<subset>/pearson", "<subset>/spearman", "<subset>/n"}
     for subsets all, high, low, native, random, challenging, snv, motif_perturbation,
-    motif_tiling (those present).
+    motif_tiling (those present); "partial_pearson_score" / "partial_spearman_score" instead
+    of the two scores when some subsets are missing.
   """
   predictions = np.asarray(predictions, np.float64).ravel()
   measured = np.asarray(measured, np.float64).ravel()
@@ -361,9 +364,15 @@ def challenge_scores(predictions, measured, subsets: ChallengeSubsets,
     pearson_score += CHALLENGE_WEIGHTS[name] * r**2
     spearman_score += CHALLENGE_WEIGHTS[name] * rho
   total = sum(CHALLENGE_WEIGHTS[name] for name in chosen)
-  result["pearson_score"] = pearson_score / total
-  result["spearman_score"] = spearman_score / total
+  prefix = "partial_" if missing else ""
+  result[f"{prefix}pearson_score"] = pearson_score / total
+  result[f"{prefix}spearman_score"] = spearman_score / total
   return result
+
+
+def partial_score_subsets(scores: Mapping[str, float]) -> list[str]:
+  """The subsets (challenge order) that `challenge_scores` results cover."""
+  return [name for name in CHALLENGE_WEIGHTS if f"{name}/pearson" in scores]
 
 
 def _check_range(idx: np.ndarray, n: int, name: str) -> None:

@@ -169,3 +169,110 @@ class Checkpointer:
       if entry.startswith(BEST_PREFIX) and entry != keep:
         shutil.rmtree(os.path.join(self.run_dir, entry), ignore_errors=True)
     return prefix
+
+
+# --- trained models from run directories and checkpoints ---------------------------------------
+
+def is_run_dir(path: str) -> bool:
+  """Whether `path` is a training run directory (holds the run.json of `tf-seqmodels train`)."""
+  from tf_seqmodels.training.logging import RUN_METADATA
+  return os.path.isdir(path) and os.path.exists(os.path.join(path, RUN_METADATA))
+
+
+def read_train_config(run_dir: str):
+  """The `TrainConfig` that `tf-seqmodels train` recorded in `run_dir/run.json`
+  (metadata["config"]["train_config"]: the trainer stores its metadata under "config").
+
+  Raises:
+    FileNotFoundError: no run.json; ValueError: run.json records no training config.
+  """
+  from tf_seqmodels.training.logging import RUN_METADATA
+  from tf_seqmodels.training.run_config import TrainConfig
+  path = os.path.join(run_dir, RUN_METADATA)
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"{run_dir} is not a training run directory (no {RUN_METADATA})")
+  with open(path) as f:
+    recorded = (json.load(f).get("config") or {}).get("train_config")
+  if not recorded:
+    raise ValueError(f"{path} records no training config (the run was not started by "
+                     f"`tf-seqmodels train`); name the model and its config instead")
+  return TrainConfig.from_dict(recorded, where=path)
+
+
+def ensure_built(model, strategy=None) -> None:
+  """Creates a contract model's variables under `strategy` (None: the current one).
+
+  Replicator-style strategies cannot create variables inside a tf.function (the symbolic
+  trace of `SequenceModel.build`), so there the model runs once eagerly on a zero batch, as
+  the trainer does.
+  """
+  if model.__dict__.get("_built", False):
+    return
+  strategy = strategy or tf.distribute.get_strategy()
+  if strategy is tf.distribute.get_strategy() and not tf.distribute.has_strategy():
+    model.ensure_built()
+    return
+  length = model.sequence_length
+  if length is None or not model.takes_dna_sequence:
+    with strategy.scope():
+      model.ensure_built()
+    return
+  zeros = tf.zeros([1, length, model.input_channels])
+  with strategy.scope():
+    strategy.run(lambda x: model(x, is_training=False), args=(zeros,))
+  model._built = True  # pylint: disable=protected-access
+
+
+def restore_weights(model, path: str, which: str = "best", strategy=None) -> str:
+  """Loads trained weights into `model` (built first, under `strategy`): the best or latest
+  checkpoint of a run directory (best falls back to latest when the run selected none), or a
+  checkpoint prefix / directory written by `convert.weights.save_checkpoint`.
+
+  Returns:
+    The checkpoint prefix read.
+  """
+  if not os.path.exists(path) and not os.path.exists(path + ".index"):
+    raise FileNotFoundError(f"weights not found: {path} (a run directory or checkpoint prefix)")
+  ensure_built(model, strategy)
+  if os.path.isdir(path) and (read_best(path) or latest_checkpoint(path)):
+    if which == "best" and read_best(path) is None:
+      which = "latest"  # the run selected no best checkpoint (no trainer.select_best_by)
+    return restore_model(model, path, which)
+  from tf_seqmodels.convert.weights import load_checkpoint
+  load_checkpoint(model, path)
+  return path
+
+
+def load_trained_model(path: str, *, model_name: Optional[str] = None,
+                       model_config: Any = None, which: str = "best", strategy=None):
+  """A registered model with trained weights: from a run directory (the model and config its
+  run.json records) or a bare checkpoint (`model_name` plus a config object, a config file
+  path, or None for the registered defaults).
+
+  Returns:
+    (model, registry name, train_config or None for a bare checkpoint, prefix read).
+  """
+  from tf_seqmodels.models.registry import build_model, get_entry
+  path = os.fspath(path)
+  if not os.path.exists(path) and not os.path.exists(path + ".index"):
+    raise FileNotFoundError(f"model not found: {path}")
+  train_config = None
+  if is_run_dir(path) and model_name is None:
+    from tf_seqmodels.training.run_config import _model_config
+    train_config = read_train_config(path)
+    model_name, config = train_config.model.name, _model_config(train_config.model)
+  else:
+    if model_name is None:
+      raise ValueError(f"{path} is a checkpoint without run.json: name its model (--model-name)")
+    entry = get_entry(model_name)
+    if model_config is None:
+      config = entry.config_class()
+    elif isinstance(model_config, (str, os.PathLike)):
+      config = entry.config_class.load(model_config)
+    else:
+      config = model_config
+  strategy = strategy or tf.distribute.get_strategy()
+  with strategy.scope():
+    model = build_model(model_name, config)
+    read = restore_weights(model, path, which, strategy)
+  return model, model_name, train_config, read
