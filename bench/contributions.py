@@ -23,7 +23,7 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-METHODS = ("gradient_x_input", "deepshap", "ism", "variants")
+METHODS = ("gradient_x_input", "deepshap", "deeplift", "ism", "variants")
 
 
 def main() -> int:
@@ -35,7 +35,7 @@ def main() -> int:
   parser.add_argument("--regions", type=int, default=64)
   parser.add_argument("--batch-size", type=int, default=16)
   parser.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS)
-  parser.add_argument("--references", type=int, default=4, help="deepshap references")
+  parser.add_argument("--references", type=int, default=4, help="deepshap / deeplift references")
   parser.add_argument("--steps", type=int, default=4, help="deepshap path steps")
   parser.add_argument("--ism-positions", type=int, default=32)
   parser.add_argument("--strategy", default="default", choices=("default", "mirrored"))
@@ -46,6 +46,7 @@ def main() -> int:
   import numpy as np
   import tensorflow as tf
   from tf_seqmodels.analysis import contributions as C
+  from tf_seqmodels.analysis.deeplift import deeplift
   from tf_seqmodels.analysis.inference import AnalysisModel, BatchRunner
   from tf_seqmodels.analysis.variants import (VariantScoringConfig, averaged_predictions)
   from tf_seqmodels.models import build_model, get_entry
@@ -73,6 +74,8 @@ def main() -> int:
       "gradient_x_input": lambda xs: C.gradient_x_input(analysis, xs, target, runner, args.batch_size),
       "deepshap": lambda xs: C.deepshap(analysis, xs, target, runner, args.references, args.steps,
                                         batch_size=args.batch_size * 4),
+      "deeplift": lambda xs: deeplift(analysis, xs, target, runner, args.references,
+                                      batch_size=args.batch_size * 4),
       "ism": lambda xs: C.ism(analysis, xs, target, runner, positions=positions,
                               batch_size=args.batch_size * 4),
       "variants": lambda xs: averaged_predictions(

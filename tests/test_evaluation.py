@@ -202,13 +202,14 @@ def test_tracks_report_has_all_sections_plots_and_correct_numbers(tmp_path):
   report = get_evaluator("tracks").evaluate(context, options)
   assert [s.name for s in report.sections] == ["tracks", "gene_cage", "browser"]
 
-  # Independently of augmented_predict: the 4 copies by hand, reverse ones flipped back.
-  predicted = 0
+  # Independently of augmented_predict: the 4 copies by hand (one batch), reverse ones
+  # flipped back.
+  copies = []
   for shift in (-1, 2):
     shifted = shift_sequence(x, shift)
-    predicted += model(tf.constant(shifted), False)["tracks"].numpy()
-    predicted += model(tf.constant(shifted[:, ::-1, ::-1].copy()), False)["tracks"].numpy()[:, ::-1]
-  predicted /= 4
+    copies += [shifted, shifted[:, ::-1, ::-1]]
+  out = model(tf.constant(np.concatenate(copies)), False)["tracks"].numpy().reshape(4, 6, 4, 5)
+  predicted = (out[0] + out[1][:, ::-1] + out[2] + out[3][:, ::-1]) / 4
   per_track = [np.corrcoef(y[..., t].ravel(), predicted[..., t].ravel())[0, 1] for t in range(5)]
   rows = report.section("tracks").tables["per_track"]
   np.testing.assert_allclose([r["pearson"] for r in rows], per_track, rtol=1e-4, atol=1e-5)
@@ -481,8 +482,8 @@ def test_browser_plots_genomic_regions_in_genomic_orientation(tmp_path):
     bw.addHeader([("chr1", 600)], maxZooms=0)
     bw.addEntries("chr1", 0, values=[float(v) for v in values], span=1, step=1)
     bw.close()
-  tracks = [TrackSpec(name="CAGE plus", path=str(tmp_path / "plus.bw"), strand_pair="CAGE minus"),
-            TrackSpec(name="CAGE minus", path=str(tmp_path / "minus.bw"), strand_pair="CAGE plus")]
+  tracks = [TrackSpec(name="CAGE:plus", path=str(tmp_path / "plus.bw"), strand_pair="CAGE:minus"),
+            TrackSpec(name="CAGE:minus", path=str(tmp_path / "minus.bw"), strand_pair="CAGE:plus")]
   config = TrackDataConfig(sequence_length=128, bin_size=16, target_length=4)
   regions = Regions.from_intervals(["chr1", "chr1"], [120, 400], [130, 410], strand=["+", "-"])
   with TrackSource(str(tmp_path / "genome.fa"), tracks) as source:
@@ -496,7 +497,7 @@ def test_browser_plots_genomic_regions_in_genomic_orientation(tmp_path):
           (tf.range(4.0)[:, None] + tf.constant([[0.0, 10.0]]))[None], [tf.shape(x)[0], 1, 1])})
 
   context = EvaluationContext(Ramp(), TrackTask(("tracks",)), windows.dataset(1), split="test",
-                              data_info={"tracks": ["CAGE plus", "CAGE minus"], "bin_size": 16,
+                              data_info={"tracks": ["CAGE:plus", "CAGE:minus"], "bin_size": 16,
                                          "windows": {"test": windows},
                                          "permutation": permutation}, progress=False)
   options = TrackEvaluationOptions(plot_examples=(), plot_regions=("chr1:1,000-1,010",))
@@ -511,7 +512,7 @@ def test_browser_plots_genomic_regions_in_genomic_orientation(tmp_path):
   x = top.lines[0].get_xdata()
   np.testing.assert_array_equal(x, [373, 389, 405, 421])  # genomic bin starts
   # Output bin k of the '-' window is genomic bin 3 - k, and its columns are swapped pairs:
-  # the genomic "CAGE plus" row shows output column 1 reversed.
+  # the genomic "CAGE:plus" row shows output column 1 reversed.
   np.testing.assert_array_equal(top.lines[0].get_ydata(), [13, 12, 11, 10])
   np.testing.assert_array_equal(bottom.lines[0].get_ydata(), [3, 2, 1, 0])
   observed_plus = top.collections[-1].get_paths()[0].vertices[:, 1].max()

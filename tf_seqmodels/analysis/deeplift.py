@@ -264,8 +264,10 @@ def _check_graph(source: tf.Tensor, output: tf.Tensor, target_ops: set,
     else:
       reason = "no DeepLIFT rule for this op type"
       if op.type in ("PartitionedCall", "StatefulPartitionedCall", "While", "StatelessWhile",
-                     "If", "StatelessIf"):
+                     "If", "StatelessIf", "TensorListStack"):
         reason = "control flow or a nested tf.function (its ops cannot be overridden)"
+      elif op.type == "IdentityN":
+        reason = "a tf.custom_gradient function (e.g. silu)"
     if reason:
       problems.append(UnsupportedOp(op.type, op.name, reason))
   # A stop-gradient of an input-dependent tensor inside the model hides part of f(x) - f(ref)
@@ -332,7 +334,8 @@ def _report(model: AnalysisModel, target: Target, problems: list[UnsupportedOp],
             strict: bool) -> None:
   if not problems:
     return
-  message = (f"deeplift: {model.name} has ops on the path from the input to target "
+  name = type(model.model).__name__ if model.name == "model" else model.name
+  message = (f"deeplift: {name} has ops on the path from the input to target "
              f"{target.head!r} without a DeepLIFT rule, so completeness (contributions summing "
              f"to f(x) - f(ref)) does not hold exactly:\n{describe_problems(problems)}")
   if strict:

@@ -63,6 +63,7 @@ class AnalysisModel:
       self._fixed_length = None
     elif _predictor_of(model) is not None:
       self.model = None
+      self._saved = model  # owns the variables that the restored functions read
       metadata = _saved_metadata(model)
       self._predictor, self._reverse_predictor = _dna_predictors(_predictor_of(model), metadata,
                                                                  name)

@@ -124,6 +124,7 @@ class SequenceModel(snt.Module, abc.ABC):
                           f"channel; define decode_dna() to read DNA from its inputs")
     return tf.einsum("...c,bc->...b", inputs, tf.constant(basis))
 
+  @snt.no_name_scope  # creates no variables; also callable on duck-typed contract models
   def example_inputs(self, batch_size: int, seed: int = 0, length: Optional[int] = None):
     """Seeded valid inputs of `batch_size` examples, as numpy (export parity checks, Kipoi
     example files): random one-hot ACGT DNA [B, L, 4] through `encode_dna` for DNA models;
