@@ -169,6 +169,17 @@ def test_strand_pairs_from_a_training_data_section(tmp_path):
       "mouse": {"type": "basenji", "options": {"data_dir": str(tmp_path / "tfr"), "head": "mouse"}},
       "other": {"type": "basenji", "options": {"data_dir": str(tmp_path / "none")}}}}})
   assert {h: p.tolist() for h, p in data_track_permutations(multi).items()} == {"mouse": [0, 2, 1]}
+  # `export hub --targets`: the strand pairs of the model's track head go into the metadata.
+  from analysis_toys import tiny_enformer_config
+  from tf_seqmodels.cli_export import _strand_pairs
+  from tf_seqmodels.models import build_model
+  table = str(tmp_path / "tfr" / "targets.txt")
+  enformer = build_model("enformer", tiny_enformer_config())
+  assert _strand_pairs(enformer, [table]) == {"tracks": [0, 2, 1]}
+  two = build_model("enformer", tiny_enformer_config().replace(heads={"human": 3, "mouse": 3}))
+  assert _strand_pairs(two, [f"mouse={table}"]) == {"mouse": [0, 2, 1]}
+  with pytest.raises(ValueError, match="name the head"):
+    _strand_pairs(two, [table])
 
 
 # --- finding 4: SavedModel analyses through the export's metadata ------------------------------

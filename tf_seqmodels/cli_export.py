@@ -33,6 +33,10 @@ def add_parser(subparsers) -> None:
   parser.add_argument("--atol", type=float, help="parity tolerance (absolute; default 1e-5)")
   parser.add_argument("--rtol", type=float, help="parity tolerance (relative; default 1e-5)")
   parser.add_argument("--no-tarball", action="store_true", help="hub: skip model.tar.gz")
+  parser.add_argument("--targets", nargs="+", metavar="[HEAD=]TARGETS_TXT",
+                      help="Basenji targets tables whose strand pairs (CAGE +/-) go into the "
+                      "metadata (track_permutations), so analyses of the export average reverse "
+                      "complements correctly; HEAD defaults to the model's only track head")
   parser.add_argument("--skip-kipoi-test", action="store_true",
                       help="kipoi: skip the final `kipoi test` run (the pipeline parity check "
                       "still runs)")
@@ -48,6 +52,24 @@ def _hub_changes(args) -> dict:
   return changes
 
 
+def _strand_pairs(model, specs) -> dict:
+  """{head: permutation list} of `--targets [HEAD=]TARGETS_TXT` arguments."""
+  from tf_seqmodels.data.strands import targets_permutation
+  out = {}
+  for spec in specs or ():
+    head, sep, path = spec.partition("=")
+    if not sep or not head.isidentifier():
+      head, path = "", spec
+    if not head:
+      tracks = [h for h, kind in model.head_kinds.items() if kind == "tracks"]
+      if len(tracks) != 1:
+        raise ValueError(f"--targets {spec}: name the head (HEAD=TARGETS_TXT); track heads: "
+                         f"{tracks}")
+      head = tracks[0]
+    out[head] = targets_permutation(path).tolist()
+  return out
+
+
 def run(args) -> int:
   from export.hub import ExportError, HubExportConfig, export_hub
   from export.kipoi import KipoiExportConfig, export_kipoi
@@ -56,6 +78,9 @@ def run(args) -> int:
   try:
     if args.format == "hub":
       config = HubExportConfig.load(args.options) if args.options else HubExportConfig()
+      if args.targets:
+        config = config.replace(track_permutations={**config.track_permutations,
+                                                    **_strand_pairs(model, args.targets)})
       config = config.replace(**_hub_changes(args), overwrite=args.overwrite or config.overwrite,
                               tarball=config.tarball and not args.no_tarball)
       result = export_hub(model, args.output, config)
