@@ -53,6 +53,7 @@ from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence
 import numpy as np
 
 from tf_seqmodels.analysis.inference import AnalysisModel, BatchRunner
+from tf_seqmodels.analysis.regions import bed_rows
 from tf_seqmodels.config import (Config, ConfigError, apply_default_permissions, atomic_output,
                                  temporary_path)
 from tf_seqmodels.data.encoding import (SequenceError, indices_to_one_hot,
@@ -479,21 +480,11 @@ def score_sequence_pairs(model: AnalysisModel, ref_sequences: Sequence[str],
 def read_tss_bed(path: str) -> list[tuple[str, int, str]]:
   """(chrom, 0-based TSS, name) from a BED (>= 3 columns; strand in column 6: '-' genes start
   at end - 1)."""
-  if not os.path.exists(path):
-    raise FileNotFoundError(f"genes BED not found: {path}")
   out = []
-  with open(path) as f:
-    for number, line in enumerate(f, 1):
-      if not line.strip() or line.startswith(("#", "track", "browser")):
-        continue
-      fields = line.rstrip("\n").split("\t")
-      try:
-        start, end = int(fields[1]), int(fields[2])
-      except (IndexError, ValueError):
-        raise ValueError(f"{path}:{number}: expected chrom, start, end columns") from None
-      strand = fields[5] if len(fields) > 5 else "+"
-      name = fields[3] if len(fields) > 3 else f"{fields[0]}:{start}"
-      out.append((fields[0], end - 1 if strand == "-" else start, name))
+  for fields, start, end in bed_rows(path, "genes BED"):
+    strand = fields[5] if len(fields) > 5 else "+"
+    name = fields[3] if len(fields) > 3 else f"{fields[0]}:{start}"
+    out.append((fields[0], end - 1 if strand == "-" else start, name))
   return out
 
 
@@ -517,7 +508,26 @@ def pca_summary(scores: np.ndarray, num_components: int = 20) -> dict[str, np.nd
 
 # --- writers ----------------------------------------------------------------------------------
 
-class HDF5ScoreWriter:
+class _ScoreFile:
+  """A score output written to a unique temporary file beside `path` (concurrent runs never
+  share one): `close()` renames it into place, `abort()` deletes it."""
+
+  path: str
+  tmp: str
+  file: Any
+
+  def close(self) -> None:
+    self.file.close()
+    apply_default_permissions(self.tmp)
+    os.replace(self.tmp, self.path)
+
+  def abort(self) -> None:
+    self.file.close()
+    if os.path.exists(self.tmp):
+      os.remove(self.tmp)
+
+
+class HDF5ScoreWriter(_ScoreFile):
   """Appends ScoredBatch results to an HDF5 file (temporary name, renamed on close).
 
   Layout: `variants/{id,chrom,pos,ref,alt,gene,anchor}` [N]; `scores/<head>/<statistic>`,
@@ -569,18 +579,8 @@ class HDF5ScoreWriter:
         for key, value in summary.items():
           self.file.create_dataset(f"pca/{head}/{stat}/{key}", data=value.astype(np.float32))
 
-  def close(self) -> None:
-    self.file.close()
-    apply_default_permissions(self.tmp)
-    os.replace(self.tmp, self.path)
 
-  def abort(self) -> None:
-    self.file.close()
-    if os.path.exists(self.tmp):
-      os.remove(self.tmp)
-
-
-class TSVScoreWriter:
+class TSVScoreWriter(_ScoreFile):
   """One row per scored variant: id, chrom, pos, ref, alt, gene, then one column per
   head/statistic/track ("<head>/<statistic>/<track>")."""
 
@@ -607,16 +607,6 @@ class TSVScoreWriter:
 
   def add_pca(self, num_components: int) -> None:
     raise ValueError("the PCA summary is written to HDF5 outputs only (use a .h5 output)")
-
-  def close(self) -> None:
-    self.file.close()
-    apply_default_permissions(self.tmp)
-    os.replace(self.tmp, self.path)
-
-  def abort(self) -> None:
-    self.file.close()
-    if os.path.exists(self.tmp):
-      os.remove(self.tmp)
 
 
 def score_vcf(model: AnalysisModel, vcf: str, fasta: str, output: str,
