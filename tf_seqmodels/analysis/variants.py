@@ -61,6 +61,7 @@ from tf_seqmodels.data.encoding import (SequenceError, indices_to_one_hot,
 from tf_seqmodels.data.genome import Genome
 from tf_seqmodels.data.strands import CopyAverage
 from tf_seqmodels.data.vcf import Variant, read_vcf
+from tf_seqmodels.tasks import metrics
 
 STATISTICS = ("diff", "log_fc", "abs_diff", "jsd")
 # The statistics that mean something for each head kind (models.base.HEAD_KINDS).
@@ -217,14 +218,8 @@ def _profile_probabilities(values: np.ndarray, position_axis: Optional[int],
 
 def jensen_shannon_distance(p: np.ndarray, q: np.ndarray) -> np.ndarray:
   """Jensen-Shannon distance (natural log) between distributions over axis 1: [B, P, T] ->
-  [B, T]; 0 for equal profiles, at most sqrt(ln 2)."""
-  m = 0.5 * (p + q)
-
-  def kl(a):
-    ratio = np.where(a > 0, a, 1.0) / np.where(m > 0, m, 1.0)
-    return np.where(a > 0, a * np.log(ratio), 0.0).sum(axis=1)
-
-  return np.sqrt(np.maximum(0.5 * (kl(p) + kl(q)), 0.0))
+  [B, T]; 0 for equal profiles, at most sqrt(ln 2) (ChromBPNet's metric, axis moved)."""
+  return metrics.jensen_shannon_distance(np.moveaxis(p, 1, -1), np.moveaxis(q, 1, -1))
 
 
 def head_statistics(kind: str, requested: Sequence[str]) -> tuple[str, ...]:

@@ -25,6 +25,8 @@ import tensorflow as tf
 from tf_seqmodels.data.chrombpnet import counts_loss_weight
 from tf_seqmodels.models.bpnet import COUNTS_HEAD, PROFILE_HEAD
 from tf_seqmodels.tasks.base import StreamingMetric, Task, Tensors
+from tf_seqmodels.tasks.metrics import (jensen_shannon_distance, pearsonr,  # noqa: F401
+                                        rankdata, spearmanr)
 
 SUBSETS = ("peaks", "nonpeaks", "all")
 
@@ -101,24 +103,6 @@ def softmax_np(logits: np.ndarray) -> np.ndarray:
   return z / z.sum(axis=-1, keepdims=True)
 
 
-def _kl_terms(p: np.ndarray, m: np.ndarray) -> np.ndarray:
-  with np.errstate(divide="ignore", invalid="ignore"):
-    return np.where(p > 0, p * np.log(np.where(p > 0, p, 1.0) / m), 0.0).sum(axis=-1)
-
-
-def jensen_shannon_distance(p: np.ndarray, q: np.ndarray) -> np.ndarray:
-  """JS distance (natural log) between rows of p and q, each normalised to sum 1 first
-  (scipy.spatial.distance.jensenshannon). All-zero rows give NaN. [..., T] -> [...]."""
-  p = np.asarray(p, np.float64)
-  q = np.asarray(q, np.float64)
-  with np.errstate(divide="ignore", invalid="ignore"):
-    p = p / p.sum(axis=-1, keepdims=True)
-    q = q / q.sum(axis=-1, keepdims=True)
-  m = (p + q) / 2.0
-  js = (_kl_terms(p, m) + _kl_terms(q, m)) / 2.0
-  return np.sqrt(np.maximum(js, 0.0))  # maximum keeps NaN (empty profiles)
-
-
 def profile_jsd(observed_counts: np.ndarray, predicted_probs: np.ndarray,
                 pseudocount: float = 0.001) -> tuple[np.ndarray, np.ndarray]:
   """Per-region (JSD, normalised JSD) as the reference reports them.
@@ -135,32 +119,6 @@ def profile_jsd(observed_counts: np.ndarray, predicted_probs: np.ndarray,
     jsd_uniform = jensen_shannon_distance(observed, uniform)
     norm = np.clip((jsd - jsd_uniform) / (0.0 - jsd_uniform), 0.0, 1.0)
   return jsd, norm
-
-
-def rankdata(x: np.ndarray) -> np.ndarray:
-  """1-based ranks with ties averaged (scipy.stats.rankdata 'average')."""
-  x = np.asarray(x)
-  order = np.argsort(x, kind="mergesort")
-  _, inverse, counts = np.unique(x[order], return_inverse=True, return_counts=True)
-  average = np.cumsum(counts) - (counts - 1) / 2.0
-  ranks = np.empty(x.size, np.float64)
-  ranks[order] = average[inverse]
-  return ranks
-
-
-def pearsonr(x: np.ndarray, y: np.ndarray) -> float:
-  x = np.asarray(x, np.float64)
-  y = np.asarray(y, np.float64)
-  if x.size < 2:
-    return float("nan")
-  xc = x - x.mean()
-  yc = y - y.mean()
-  denominator = np.sqrt((xc * xc).sum() * (yc * yc).sum())
-  return float((xc * yc).sum() / denominator) if denominator > 0 else float("nan")
-
-
-def spearmanr(x: np.ndarray, y: np.ndarray) -> float:
-  return pearsonr(rankdata(x), rankdata(y))
 
 
 def subset_mask(targets: Tensors, subset: str, size: int) -> Optional[np.ndarray]:

@@ -26,6 +26,7 @@ import tensorflow as tf
 
 from tf_seqmodels.data.dream import ChallengeSubsets
 from tf_seqmodels.tasks.base import StreamingMetric, StreamingPearson, Task, Tensors
+from tf_seqmodels.tasks.metrics import paired_arrays, pearson_r, rankdata, spearman_rho  # noqa: F401
 
 CHALLENGE_WEIGHTS = {"all": 1.0, "high": 0.3, "low": 0.3, "native": 0.3, "random": 0.3,
                      "challenging": 0.5, "snv": 1.25, "motif_perturbation": 0.3,
@@ -63,47 +64,6 @@ def mse_loss(targets: tf.Tensor, predictions: tf.Tensor) -> tf.Tensor:
   return tf.reduce_mean(tf.square(predictions - targets))
 
 
-# --- correlation functions (numpy, float64) ---------------------------------------------------------
-def _paired(x, y) -> tuple[np.ndarray, np.ndarray]:
-  x = np.asarray(x, np.float64).ravel()
-  y = np.asarray(y, np.float64).ravel()
-  if x.shape != y.shape:
-    raise ValueError(f"arrays differ in size: {x.size} vs {y.size}")
-  return x, y
-
-
-def pearson_r(x, y) -> float:
-  """Pearson correlation of two equal-size arrays; NaN when undefined (n < 2, constant input)."""
-  x, y = _paired(x, y)
-  if x.size < 2 or not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
-    return float("nan")
-  xc, yc = x - x.mean(), y - y.mean()
-  denom = np.sqrt((xc * xc).sum() * (yc * yc).sum())
-  return float((xc * yc).sum() / denom) if denom > 0 else float("nan")
-
-
-def rankdata(x) -> np.ndarray:
-  """Ranks 1..n of a 1-D array, ties getting the mean of their ranks (scipy's 'average')."""
-  x = np.asarray(x, np.float64).ravel()
-  order = np.argsort(x, kind="mergesort")
-  sorted_x = x[order]
-  # Start index of each run of equal values; a run spanning positions i..j gets rank (i+j)/2 + 1.
-  starts = np.flatnonzero(np.concatenate([[True], sorted_x[1:] != sorted_x[:-1]]))
-  ends = np.concatenate([starts[1:], [x.size]]) - 1
-  run_rank = (starts + ends) / 2.0 + 1.0
-  ranks = np.empty(x.size, np.float64)
-  ranks[order] = np.repeat(run_rank, ends - starts + 1)
-  return ranks
-
-
-def spearman_rho(x, y) -> float:
-  """Spearman rank correlation (Pearson of average ranks), as `scipy.stats.spearmanr`."""
-  x, y = _paired(x, y)
-  if x.size < 2 or not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
-    return float("nan")
-  return pearson_r(rankdata(x), rankdata(y))
-
-
 # --- streaming metrics ----------------------------------------------------------------------------
 Select = Callable[[Tensors, Tensors], tuple]
 
@@ -119,7 +79,7 @@ class StreamingSpearman(StreamingMetric):
     self._x, self._y = [], []
 
   def update(self, targets: Tensors, outputs: Tensors) -> None:
-    x, y = _paired(*self._select(targets, outputs))
+    x, y = paired_arrays(*self._select(targets, outputs))
     self._x.append(x)
     self._y.append(y)
 
@@ -140,7 +100,7 @@ class StreamingMSE(StreamingMetric):
     self._n, self._sse = 0, 0.0
 
   def update(self, targets: Tensors, outputs: Tensors) -> None:
-    x, y = _paired(*self._select(targets, outputs))
+    x, y = paired_arrays(*self._select(targets, outputs))
     self._n += x.size
     self._sse += float(np.square(y - x).sum())
 

@@ -6,6 +6,8 @@ that task metrics (`tasks/*`) and evaluation reports (`evaluation/*`) share.
     roc_curve / precision_recall_curve           the curves behind AUROC / AP
     classification_metrics(labels, scores)       accuracy, auroc, average_precision, ...
     r2_score / regression_metrics(observed [N], predicted [N])
+    pearson_r / spearman_rho(x, y), rankdata(x)  correlations (NaN when undefined)
+    jensen_shannon_distance(p [..., T], q)       JS distance between (normalised) profiles
 
 Accuracy counts a score as positive when it is strictly above `threshold` (default 0.5):
 for two-class softmax probabilities this is the argmax rule (a tie at 0.5 is class 0) and
@@ -18,9 +20,56 @@ from __future__ import annotations
 
 import numpy as np
 
-from tf_seqmodels.tasks.chrombpnet import pearsonr, rankdata, spearmanr
-
 DEFAULT_THRESHOLD = 0.5
+
+
+# --- correlations -------------------------------------------------------------------------------
+
+def paired_arrays(x, y) -> tuple[np.ndarray, np.ndarray]:
+  """x, y flattened to float64 vectors of equal size (ValueError otherwise)."""
+  x = np.asarray(x, np.float64).ravel()
+  y = np.asarray(y, np.float64).ravel()
+  if x.shape != y.shape:
+    raise ValueError(f"arrays differ in size: {x.size} vs {y.size}")
+  return x, y
+
+
+def pearson_r(x, y) -> float:
+  """Pearson correlation of two equal-size arrays; NaN when undefined (n < 2, constant input)."""
+  x, y = paired_arrays(x, y)
+  if x.size < 2 or not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
+    return float("nan")
+  xc, yc = x - x.mean(), y - y.mean()
+  denom = np.sqrt((xc * xc).sum() * (yc * yc).sum())
+  return float((xc * yc).sum() / denom) if denom > 0 else float("nan")
+
+
+def rankdata(x) -> np.ndarray:
+  """Ranks 1..n of a 1-D array, ties getting the mean of their ranks (scipy's 'average')."""
+  x = np.asarray(x, np.float64).ravel()
+  order = np.argsort(x, kind="mergesort")
+  sorted_x = x[order]
+  # Start index of each run of equal values; a run spanning positions i..j gets rank (i+j)/2 + 1.
+  starts = np.flatnonzero(np.concatenate([[True], sorted_x[1:] != sorted_x[:-1]]))
+  ends = np.concatenate([starts[1:], [x.size]]) - 1
+  run_rank = (starts + ends) / 2.0 + 1.0
+  ranks = np.empty(x.size, np.float64)
+  ranks[order] = np.repeat(run_rank, ends - starts + 1)
+  return ranks
+
+
+def spearman_rho(x, y) -> float:
+  """Spearman rank correlation (Pearson of average ranks), as `scipy.stats.spearmanr`."""
+  x, y = paired_arrays(x, y)
+  if x.size < 2 or not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
+    return float("nan")
+  return pearson_r(rankdata(x), rankdata(y))
+
+
+# Short names used by the ChromBPNet code and tests.
+pearsonr = pearson_r
+spearmanr = spearman_rho
+
 
 
 def _binary(labels, scores) -> tuple[np.ndarray, np.ndarray]:
@@ -123,3 +172,21 @@ def regression_metrics(observed, predicted) -> dict[str, float]:
   return {"pearson": pearsonr(observed, predicted), "spearman": spearmanr(observed, predicted),
           "r2": r2_score(observed, predicted), "mse": mean_squared_error(observed, predicted),
           "n": float(observed.size)}
+
+
+def _kl_terms(p: np.ndarray, m: np.ndarray) -> np.ndarray:
+  with np.errstate(divide="ignore", invalid="ignore"):
+    return np.where(p > 0, p * np.log(np.where(p > 0, p, 1.0) / m), 0.0).sum(axis=-1)
+
+
+def jensen_shannon_distance(p: np.ndarray, q: np.ndarray) -> np.ndarray:
+  """JS distance (natural log) between rows of p and q, each normalised to sum 1 first
+  (scipy.spatial.distance.jensenshannon). All-zero rows give NaN. [..., T] -> [...]."""
+  p = np.asarray(p, np.float64)
+  q = np.asarray(q, np.float64)
+  with np.errstate(divide="ignore", invalid="ignore"):
+    p = p / p.sum(axis=-1, keepdims=True)
+    q = q / q.sum(axis=-1, keepdims=True)
+  m = (p + q) / 2.0
+  js = (_kl_terms(p, m) + _kl_terms(q, m)) / 2.0
+  return np.sqrt(np.maximum(js, 0.0))  # maximum keeps NaN (empty profiles)
