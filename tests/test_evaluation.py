@@ -518,3 +518,45 @@ def test_browser_plots_genomic_regions_in_genomic_orientation(tmp_path):
   observed_plus = top.collections[-1].get_paths()[0].vertices[:, 1].max()
   observed_minus = bottom.collections[-1].get_paths()[0].vertices[:, 1].max()
   assert (observed_plus, observed_minus) == (5.0, 2.0)
+
+
+def test_gene_sums_read_stranded_cage_in_genomic_strand_for_minus_windows(tmp_path):
+  """A '-' window is read with its strand pair swapped (the + strand signal sits in the
+  'minus' column); `genomic_strand_tracks` swaps it back so gene sums of the + strand CAGE
+  column see the + strand signal in every window."""
+  import pyBigWig
+
+  from tf_seqmodels.data.intervals import Regions
+  from tf_seqmodels.data.tracks import (TrackDataConfig, TrackSource, TrackSpec, load_windows,
+                                        strand_permutation)
+  from tf_seqmodels.evaluation.cage import gene_sums
+  from tf_seqmodels.evaluation.tracks import _tss_bins, genomic_strand_tracks
+  rng = np.random.default_rng(12)
+  (tmp_path / "genome.fa").write_text(">chr1\n" + "".join(rng.choice(list("ACGT"), 600)) + "\n")
+  plus, minus_strand = np.zeros(600), np.zeros(600)
+  plus[150], plus[421], minus_strand[425] = 5.0, 7.0, 3.0
+  for name, values in (("plus", plus), ("minus", minus_strand)):
+    bw = pyBigWig.open(str(tmp_path / f"{name}.bw"), "w")
+    bw.addHeader([("chr1", 600)], maxZooms=0)
+    bw.addEntries("chr1", 0, values=[float(v) for v in values], span=1, step=1)
+    bw.close()
+  specs = [TrackSpec(name="cage_plus", path=str(tmp_path / "plus.bw"), strand_pair="cage_minus"),
+           TrackSpec(name="cage_minus", path=str(tmp_path / "minus.bw"), strand_pair="cage_plus")]
+  config = TrackDataConfig(sequence_length=128, bin_size=16, target_length=4)
+  regions = Regions.from_intervals(["chr1", "chr1"], [120, 400], [130, 410], strand=["+", "-"])
+  with TrackSource(str(tmp_path / "genome.fa"), specs) as source:
+    windows = load_windows(source, regions, config)
+  # As read, the '-' window holds the + strand spike (7) in the minus column.
+  assert windows.targets[1, :, 1].sum() == pytest.approx(7.0)
+  (tmp_path / "tss.tsv").write_text("gene\tchrom\tposition\nP\tchr1\t150\nM\tchr1\t421\n")
+  context = EvaluationContext(None, None, None, split="test",
+                              data_info={"windows": {"test": windows}})
+  tss = _tss_bins(context, str(tmp_path / "tss.tsv"), bins=4)
+  minus = np.asarray(windows.regions.strand).astype(str) == "-"
+  genomic = genomic_strand_tracks(windows.targets, minus, strand_permutation(specs))
+  genes, sums = gene_sums(genomic[..., [0]], tss)
+  assert genes == ["P", "M"]
+  np.testing.assert_allclose(sums[:, 0], [5.0, 7.0])  # + strand CAGE at both TSSs
+  np.testing.assert_array_equal(genomic[0], windows.targets[0])  # '+' windows untouched
+  np.testing.assert_array_equal(genomic_strand_tracks(windows.targets, minus, None),
+                                windows.targets)

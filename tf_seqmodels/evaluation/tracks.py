@@ -180,6 +180,18 @@ def region_windows(context: EvaluationContext, regions: Sequence[str], bins: int
   return out
 
 
+def genomic_strand_tracks(values: np.ndarray, minus: Optional[np.ndarray],
+                          permutation: Optional[Sequence[int]]) -> np.ndarray:
+  """[B, bins, T] with the strand-paired tracks of '-' windows (`minus` [B] bool) swapped
+  back, so a stranded CAGE column means the same genomic strand in every window (the bins
+  are left in window order: TSS bins are mapped per window strand)."""
+  if minus is None or permutation is None or not np.any(minus):
+    return values
+  values = np.array(values, copy=True)
+  values[minus] = values[minus][..., np.asarray(permutation)]
+  return values
+
+
 def genomic_orientation(values: np.ndarray, minus: bool,
                         permutation: Optional[Sequence[int]] = None) -> np.ndarray:
   """[bins, T] of a window in genomic order: a '-' window's bins reversed back and its
@@ -246,13 +258,21 @@ def head_evaluation(context: EvaluationContext, options: TrackEvaluationOptions,
           raise ConfigError("gene-level CAGE: no track is CAGE (set evaluation.options.cage_tracks "
                             "or targets_table)")
         tss = _tss_bins(context, options.tss, predicted.shape[1])
+        windows = context.data_info.get("windows", {}).get(context.split)
+        state["minus"] = (np.asarray(windows.regions.strand).astype(str) == "-"
+                          if windows is not None else None)
+        state["permutation"] = (context.data_info.get("track_permutations") or {}).get(
+            head, context.data_info.get("permutation"))
         state["cage"] = cage
         state["sums"] = (GeneSums(tss, predicted.shape[1]), GeneSums(tss, predicted.shape[1]))
       else:
         state["sums"] = None
     if state["sums"] is not None:
-      state["sums"][0].update(observed[..., state["cage"]], offset)
-      state["sums"][1].update(predicted[..., state["cage"]], offset)
+      minus = (state["minus"][offset:offset + len(predicted)]
+               if state["minus"] is not None else None)
+      for sums, values in zip(state["sums"], (observed, predicted)):
+        values = genomic_strand_tracks(np.asarray(values), minus, state["permutation"])
+        sums.update(values[..., state["cage"]], offset)
     for example in state["plot"]:
       if offset <= example < offset + len(predicted):
         plotted[example] = (np.asarray(observed[example - offset], np.float32),
