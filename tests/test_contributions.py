@@ -285,3 +285,15 @@ def test_trained_toy_model_attributes_to_the_planted_motif():
     for k in range(2):
       top = set(np.argsort(-scores[k])[:4])
       assert top <= set(range(20 + 9 * k, 27 + 9 * k)), (k, sorted(top))
+
+
+def test_attention_of_a_model_without_attention_is_a_clear_error():
+  """BPNet has no self-attention: the contract says so with NoAttentionError (a ValueError
+  the CLI reports in one line), not a missing-method failure."""
+  from tf_seqmodels.models.base import NoAttentionError
+  from tf_seqmodels.models.registry import build_model, get_entry
+  model = build_model("bpnet", get_entry("bpnet").demo_config())
+  x = np.eye(4, dtype=np.float32)[np.zeros((1, model.sequence_length), int)]
+  with pytest.raises(NoAttentionError, match="BPNet has no attention weights"):
+    model.attention_weights(x)
+  assert issubclass(NoAttentionError, ValueError)

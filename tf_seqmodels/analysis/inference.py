@@ -28,6 +28,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_seqmodels.data.encoding import SequenceError
+from tf_seqmodels.models.base import NoAttentionError
 
 
 class AnalysisModel:
@@ -127,8 +128,8 @@ class AnalysisModel:
 
   def attention_weights(self, one_hot: tf.Tensor) -> tf.Tensor:
     if self.model is None:
-      raise NotImplementedError(f"{self.name}: attention weights need a tf-seqmodels model "
-                                f"(checkpoint or run directory), not a SavedModel")
+      raise NoAttentionError(f"{self.name}: attention weights need a tf-seqmodels model "
+                             f"(checkpoint or run directory), not a SavedModel")
     return self.model.attention_weights(self.model.encode_dna(one_hot))
 
 

@@ -31,6 +31,10 @@ from tf_seqmodels.data.encoding import SequenceError, check_one_hot
 HEAD_KINDS = ("tracks", "profile_logits", "log_counts", "scalar")
 
 
+class NoAttentionError(ValueError):
+  """The model (or this configuration of it) has no self-attention to extract weights from."""
+
+
 class SequenceModel(snt.Module, abc.ABC):
   """Base class: a sequence-to-function model returning a dict of named heads."""
 
@@ -165,8 +169,8 @@ class SequenceModel(snt.Module, abc.ABC):
 
   def attention_weights(self, inputs: tf.Tensor) -> tf.Tensor:
     """Attention weights [B, layers, heads, T, T] (query, key) at inference; models
-    without self-attention raise NotImplementedError."""
-    raise NotImplementedError(f"{type(self).__name__} has no attention weights to extract")
+    without self-attention raise NoAttentionError."""
+    raise NoAttentionError(f"{type(self).__name__} has no attention weights to extract")
 
   def check_length(self, length: int) -> None:
     """Raises SequenceError if the model cannot process inputs of `length` positions."""

@@ -38,7 +38,7 @@ from tf_seqmodels.blocks.chromoformer import (EmbeddingTransformer, PairwiseInte
                                               RegulationTransformer, pair_mask, torch_linear)
 from tf_seqmodels.config import Config, ConfigError
 from tf_seqmodels.data.encoding import SequenceError
-from tf_seqmodels.models.base import SequenceModel
+from tf_seqmodels.models.base import NoAttentionError, SequenceModel
 from tf_seqmodels.models.registry import register_model
 
 LOGITS_HEAD = "logits"
@@ -287,7 +287,7 @@ class Chromoformer(SequenceModel):
     """Regulation-transformer attention at inference, [B, resolutions x layers, heads,
     1 + I, 1 + I] (resolution-major; token 0 is the promoter, token i the pCRE in slot i)."""
     if not self.config.regulation_layers:
-      raise NotImplementedError("this Chromoformer has no regulation (attention) layers")
+      raise NoAttentionError("this Chromoformer has no regulation (attention) layers")
     self.check_inputs(inputs)
     weights = []
     for size in self.config.bin_sizes:

@@ -36,7 +36,7 @@ from tf_seqmodels.blocks.absolute_positions import sinusoidal_position_encoding
 from tf_seqmodels.blocks.dilated import DilatedResidualBlock, dilation_rates
 from tf_seqmodels.config import Config, ConfigError
 from tf_seqmodels.data.encoding import SequenceError
-from tf_seqmodels.models.base import SequenceModel
+from tf_seqmodels.models.base import NoAttentionError, SequenceModel
 from tf_seqmodels.models.registry import register_model
 
 _HEAD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -334,7 +334,7 @@ class Enformer(SequenceModel):
       x, block_weights = block(x, is_training=False, return_weights=True)
       weights.append(block_weights)
     if not weights:
-      raise NotImplementedError("this Enformer has no transformer layers (attention weights)")
+      raise NoAttentionError("this Enformer has no transformer layers (attention weights)")
     return tf.stack(weights, axis=1)
 
   def embed(self, inputs: tf.Tensor, is_training: bool) -> tf.Tensor:
