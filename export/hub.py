@@ -277,26 +277,25 @@ def _spec_json(spec) -> Any:
   return {"shape": spec.shape.as_list(), "dtype": spec.dtype.name}
 
 
+def _check_per_track(model, head_shapes: Mapping[str, list], field: str,
+                     per_head: Mapping[str, Any], items: str) -> None:
+  """`per_head` ({head: one item per output track}) names known heads, with one item per
+  track of each."""
+  unknown = sorted(set(per_head) - set(model.head_names))
+  if unknown:
+    raise ConfigError(f"{field} names unknown head(s) {unknown}; heads: {list(model.head_names)}")
+  for head, values in per_head.items():
+    if head_shapes[head] and len(values) != head_shapes[head][-1]:
+      raise ConfigError(f"{field}[{head!r}] has {len(values)} {items} for "
+                        f"{head_shapes[head][-1]} output tracks")
+
+
 def model_metadata(model, config: HubExportConfig, head_shapes: Mapping[str, list]) -> dict:
   """The metadata stored as an asset (and in the Kipoi folder)."""
   import tf_seqmodels
   name = config.model_name or getattr(model, "registry_name", None) or type(model).__name__
-  unknown = sorted(set(config.track_names) - set(model.head_names))
-  if unknown:
-    raise ConfigError(f"track_names names unknown head(s) {unknown}; heads: "
-                      f"{list(model.head_names)}")
-  for head, names in config.track_names.items():
-    if head_shapes[head] and len(names) != head_shapes[head][-1]:
-      raise ConfigError(f"track_names[{head!r}] has {len(names)} names for "
-                        f"{head_shapes[head][-1]} output tracks")
-  unknown = sorted(set(config.track_permutations) - set(model.head_names))
-  if unknown:
-    raise ConfigError(f"track_permutations names unknown head(s) {unknown}; heads: "
-                      f"{list(model.head_names)}")
-  for head, perm in config.track_permutations.items():
-    if head_shapes[head] and len(perm) != head_shapes[head][-1]:
-      raise ConfigError(f"track_permutations[{head!r}] has {len(perm)} entries for "
-                        f"{head_shapes[head][-1]} output tracks")
+  _check_per_track(model, head_shapes, "track_names", config.track_names, "names")
+  _check_per_track(model, head_shapes, "track_permutations", config.track_permutations, "entries")
   # Analyses of the export (variant scores, reverse-complement averaging) need these: which
   # output axis runs along the sequence, and what each head's values mean.
   position_axes = dict(getattr(model, "position_axes", None) or {})

@@ -5,18 +5,11 @@ import json
 
 import pytest
 
+from test_tuning import TOY_RUN
 from tuning.tuner import SearchConfig, run_search, selected_epoch_metrics
 
-RUN = {
-    "model": {"name": "bpnet", "config": {"filters": 8, "num_dilated_layers": 1,
-                                          "sequence_length": 128, "output_length": 64,
-                                          "profile_kernel_size": 9, "first_kernel_size": 7}},
-    "task": {"type": "chrombpnet", "options": {"counts_loss_weight": 1.0}},
-    "data": {"type": "teacher", "batch_size": 8, "options": {"examples": 16, "valid_examples": 8}},
-    "optimizer": {"name": "adam", "learning_rate": 1e-3},
-    "trainer": {"epochs": 3, "progress": False, "tensorboard": False, "log_every": 1},
-    "run_dir": "unused",
-}
+# The tuning tests' toy BPNet run, trained for three epochs so the best one can differ from the last.
+RUN = {**TOY_RUN, "trainer": {**TOY_RUN["trainer"], "epochs": 3}}
 
 # Three evaluations; the best checkpoint (objective val_loss) is the second.
 HISTORY = {"loss": [1.0, 0.6, 0.3], "val_loss": [0.9, 0.2, 0.4],

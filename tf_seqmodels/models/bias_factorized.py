@@ -36,8 +36,8 @@ from tf_seqmodels.blocks.bpnet import ProfileCountsHead
 from tf_seqmodels.config import Config, ConfigError
 from tf_seqmodels.data.encoding import SequenceError
 from tf_seqmodels.models.base import SequenceModel
-from tf_seqmodels.models.bpnet import (COUNTS_HEAD, HEAD_NAMES, PROFILE_HEAD, demo_bias_config,
-                                       demo_bpnet_config)
+from tf_seqmodels.models.bpnet import (COUNTS_HEAD, HEAD_NAMES, PROFILE_HEAD, ProfileCountsOutputs,
+                                       demo_bias_config, demo_bpnet_config)
 from tf_seqmodels.models.registry import build_model, get_entry, register_model
 
 
@@ -91,7 +91,7 @@ def _demo_chrombpnet() -> "BiasFactorizedConfig":
 
 @register_model("profile_counts", ProfileCountsConfig, "ChromBPNet-style profile + log-counts "
                 "head on any registered trunk model's embedding", demo_config=_demo_profile_counts)
-class ProfileCountsModel(SequenceModel):
+class ProfileCountsModel(ProfileCountsOutputs):
   """Trunk + `ProfileCountsHead`; heads {"profile": [B, output_length], "logcounts": [B, 1]}.
 
   Args:
@@ -125,10 +125,6 @@ class ProfileCountsModel(SequenceModel):
     return self.config.input_channels
 
   @property
-  def head_names(self) -> tuple[str, ...]:
-    return HEAD_NAMES
-
-  @property
   def sequence_length(self) -> Optional[int]:
     if self.config.sequence_length is not None:
       return self.config.sequence_length
@@ -143,14 +139,6 @@ class ProfileCountsModel(SequenceModel):
   @property
   def output_length(self) -> int:
     return self.config.output_length
-
-  @property
-  def position_axes(self) -> dict[str, Optional[int]]:
-    return {PROFILE_HEAD: 1, COUNTS_HEAD: None}
-
-  @property
-  def head_kinds(self) -> dict[str, str]:
-    return {PROFILE_HEAD: "profile_logits", COUNTS_HEAD: "log_counts"}
 
   def encode_dna(self, one_hot: tf.Tensor, is_reverse: bool = False) -> tf.Tensor:
     if isinstance(self.trunk, SequenceModel):
@@ -228,7 +216,7 @@ def crop_profile(profile: tf.Tensor, length: int) -> tf.Tensor:
 @register_model("chrombpnet", BiasFactorizedConfig, "ChromBPNet: a trainable profile/counts "
                 "model plus a frozen bias model (logits added, counts log-sum-exp)",
                 demo_config=_demo_chrombpnet)
-class BiasFactorizedModel(SequenceModel):
+class BiasFactorizedModel(ProfileCountsOutputs):
   """`model` + frozen `bias_model`; heads {"profile": [B, T] logits, "logcounts": [B, 1]}.
 
   T is `model`'s profile length; the bias profile (length >= T) is centre-cropped to it.
@@ -286,10 +274,6 @@ class BiasFactorizedModel(SequenceModel):
     return self.model.input_channels
 
   @property
-  def head_names(self) -> tuple[str, ...]:
-    return HEAD_NAMES
-
-  @property
   def sequence_length(self) -> Optional[int]:
     return self.model.sequence_length
 
@@ -300,14 +284,6 @@ class BiasFactorizedModel(SequenceModel):
   def check_length(self, length: int) -> None:
     self.model.check_length(length)
     self.bias_model.check_length(length)
-
-  @property
-  def position_axes(self) -> dict[str, Optional[int]]:
-    return {PROFILE_HEAD: 1, COUNTS_HEAD: None}
-
-  @property
-  def head_kinds(self) -> dict[str, str]:
-    return {PROFILE_HEAD: "profile_logits", COUNTS_HEAD: "log_counts"}
 
   def encode_dna(self, one_hot: tf.Tensor, is_reverse: bool = False) -> tf.Tensor:
     return self.model.encode_dna(one_hot, is_reverse)

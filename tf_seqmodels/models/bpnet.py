@@ -104,10 +104,27 @@ def demo_bias_config() -> BiasBPNetConfig:
   return BiasBPNetConfig(filters=16, num_dilated_layers=2, sequence_length=512, output_length=256)
 
 
+class ProfileCountsOutputs(SequenceModel):
+  """Contract pieces shared by every model with ChromBPNet's heads: {"profile": [B, P]
+  logits along the sequence, "logcounts": [B, 1]}."""
+
+  @property
+  def head_names(self) -> tuple[str, ...]:
+    return HEAD_NAMES
+
+  @property
+  def position_axes(self) -> dict[str, Optional[int]]:
+    return {PROFILE_HEAD: 1, COUNTS_HEAD: None}
+
+  @property
+  def head_kinds(self) -> dict[str, str]:
+    return {PROFILE_HEAD: "profile_logits", COUNTS_HEAD: "log_counts"}
+
+
 @register_model("bpnet", BPNetConfig, "BPNet as in ChromBPNet: valid dilated residual convs, "
                 "profile logits + log counts heads (defaults: the accessibility model)",
                 demo_config=demo_bpnet_config)
-class BPNet(SequenceModel):
+class BPNet(ProfileCountsOutputs):
   """BPNet; heads {"profile": [B, output_length] logits, "logcounts": [B, 1]}."""
 
   config: BPNetConfig
@@ -130,10 +147,6 @@ class BPNet(SequenceModel):
     return 4
 
   @property
-  def head_names(self) -> tuple[str, ...]:
-    return HEAD_NAMES
-
-  @property
   def output_length(self) -> int:
     return self.config.output_length
 
@@ -141,14 +154,6 @@ class BPNet(SequenceModel):
     """Trunk stream [B, stream_length, filters] ([B, 1074, 512] at the defaults)."""
     self.check_inputs(inputs)
     return self.trunk(inputs, is_training=is_training)
-
-  @property
-  def position_axes(self) -> dict[str, Optional[int]]:
-    return {PROFILE_HEAD: 1, COUNTS_HEAD: None}
-
-  @property
-  def head_kinds(self) -> dict[str, str]:
-    return {PROFILE_HEAD: "profile_logits", COUNTS_HEAD: "log_counts"}
 
   def __call__(self, inputs: tf.Tensor, is_training: bool) -> dict[str, tf.Tensor]:
     return self.head(self.embed(inputs, is_training))
