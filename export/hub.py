@@ -1,6 +1,6 @@
 """TF-Hub export: a self-contained SavedModel for any model honouring the model contract.
 
-    from export.hub import HubExportConfig, export_hub
+    from tf_seqmodels.export.hub import HubExportConfig, export_hub
     result = export_hub(model, "exports/dream_cnn", HubExportConfig(model_name="dream_cnn"))
 
 writes (atomically: everything appears at once or not at all)
@@ -59,7 +59,7 @@ from typing import Any, Mapping, Optional
 import numpy as np
 import tensorflow as tf
 
-from export.staging import make_tarball, staged_directory
+from tf_seqmodels.export.staging import make_tarball, staged_directory
 from tf_seqmodels.config import Config, ConfigError, atomic_write_text
 
 SAVEDMODEL_DIR = "savedmodel"

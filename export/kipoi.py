@@ -1,6 +1,6 @@
 """Kipoi export: a complete, offline-testable Kipoi model folder for any contract model.
 
-    from export.kipoi import KipoiExportConfig, export_kipoi
+    from tf_seqmodels.export.kipoi import KipoiExportConfig, export_kipoi
     export_kipoi(model, "kipoi/dream_cnn", KipoiExportConfig(doc="DREAM-CNN, yeast promoters"))
 
 writes (atomically, after the parity checks below pass)
@@ -45,10 +45,10 @@ import tensorflow as tf
 import yaml
 from tqdm import tqdm
 
-from export import kipoi_templates as templates
-from export.hub import (ExportError, HubExportConfig, ParityError, check_contract,  # noqa: F401
+from tf_seqmodels.export import kipoi_templates as templates
+from tf_seqmodels.export.hub import (ExportError, HubExportConfig, ParityError, check_contract,  # noqa: F401
                         compare_outputs, example_inputs, to_tensors, write_savedmodel)
-from export.staging import staged_directory
+from tf_seqmodels.export.staging import staged_directory
 from tf_seqmodels.config import Config, ConfigError, atomic_write_text
 from tf_seqmodels.data.encoding import one_hot_encode
 

@@ -185,7 +185,7 @@ def test_strand_pairs_from_a_training_data_section(tmp_path):
 # --- finding 4: SavedModel analyses through the export's metadata ------------------------------
 
 def test_saved_model_analysis_uses_metadata_encoding_and_strand_flag(tmp_path):
-  from export.hub import HubExportConfig, export_hub, read_metadata
+  from tf_seqmodels.export.hub import HubExportConfig, export_hub, read_metadata
   from tf_seqmodels.data.encoding import SequenceError
   live = StrandedMotifModel(StrandedConfig(flag=True))
   result = export_hub(live, str(tmp_path / "export"), HubExportConfig(

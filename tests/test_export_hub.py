@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from export.hub import HubExportConfig, ParityError, example_inputs, export_hub, read_metadata
+from tf_seqmodels.export.hub import HubExportConfig, ParityError, example_inputs, export_hub, read_metadata
 from export_toys import ToyMultiConfig, ToyMultiInput
 from tf_seqmodels.config import Config
 from tf_seqmodels.models import EnformerConfig, build_model, get_entry

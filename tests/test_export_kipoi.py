@@ -10,8 +10,8 @@ import pytest
 import tensorflow as tf
 import yaml
 
-from export.hub import ExportError, HubExportConfig
-from export.kipoi import KipoiExportConfig, export_kipoi, run_kipoi
+from tf_seqmodels.export.hub import ExportError, HubExportConfig
+from tf_seqmodels.export.kipoi import KipoiExportConfig, export_kipoi, run_kipoi
 from export_toys import ToyMultiInput
 from tf_seqmodels.data.encoding import one_hot_encode
 from tf_seqmodels.models import build_model, get_entry
@@ -92,7 +92,7 @@ def test_multi_input_model_array_dataloader(tmp_path):
 def test_kipoi_failure_leaves_nothing(tmp_path, monkeypatch):
   def failing(args, cwd, timeout_s):
     raise ExportError("`kipoi test` failed (exit 1)")
-  monkeypatch.setattr("export.kipoi.run_kipoi", failing)
+  monkeypatch.setattr("tf_seqmodels.export.kipoi.run_kipoi", failing)
   with pytest.raises(ExportError, match="kipoi test"):
     export_kipoi(ToyMultiInput(), str(tmp_path / "Toy"))
   assert os.listdir(tmp_path) == []

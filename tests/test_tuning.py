@@ -10,8 +10,8 @@ import yaml
 from tf_seqmodels import cli
 from tf_seqmodels.config import ConfigError
 from tf_seqmodels.training.run_config import TrainConfig
-from tuning.spaces import FAMILY_SPACES, apply_values, search_space
-from tuning.tuner import SearchConfig, SearchFailedError, run_search
+from tf_seqmodels.tuning.spaces import FAMILY_SPACES, apply_values, search_space
+from tf_seqmodels.tuning.tuner import SearchConfig, SearchFailedError, run_search
 
 TOY_RUN = {
     "model": {"name": "bpnet", "config": {"filters": 8, "num_dilated_layers": 1,

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from test_tuning import TOY_RUN
-from tuning.tuner import SearchConfig, run_search, selected_epoch_metrics
+from tf_seqmodels.tuning.tuner import SearchConfig, run_search, selected_epoch_metrics
 
 # The tuning tests' toy BPNet run, trained for three epochs so the best one can differ from the last.
 RUN = {**TOY_RUN, "trainer": {**TOY_RUN["trainer"], "epochs": 3}}

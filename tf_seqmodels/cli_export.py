@@ -71,8 +71,8 @@ def _strand_pairs(model, specs) -> dict:
 
 
 def run(args) -> int:
-  from export.hub import ExportError, HubExportConfig, export_hub
-  from export.kipoi import KipoiExportConfig, export_kipoi
+  from tf_seqmodels.export.hub import ExportError, HubExportConfig, export_hub
+  from tf_seqmodels.export.kipoi import KipoiExportConfig, export_kipoi
   from tf_seqmodels.cli import _build
   model = _build(args.model, args.config, args.demo, args.weights, args.reference_weights)
   try:

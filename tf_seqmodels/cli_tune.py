@@ -24,7 +24,7 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
-  from tuning.tuner import SearchConfig, SearchFailedError, run_search
+  from tf_seqmodels.tuning.tuner import SearchConfig, SearchFailedError, run_search
   config = SearchConfig.load(args.config)
   changes = {k: v for k, v in (("algorithm", args.algorithm), ("max_trials", args.max_trials),
                                ("directory", args.directory)) if v is not None}

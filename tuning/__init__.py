@@ -1,3 +1,3 @@
-"""keras-tuner searches over tf-seqmodels models: `tuning.spaces` (declared search spaces per
-model family), `tuning.tuner` (Random / Bayesian / Hyperband tuners training through the
+"""keras-tuner searches over tf-seqmodels models: `tf_seqmodels.tuning.spaces` (declared search spaces per
+model family), `tf_seqmodels.tuning.tuner` (Random / Bayesian / Hyperband tuners training through the
 trainer; `run_search`)."""

@@ -59,7 +59,7 @@ from typing import Any, Literal, Optional
 from tf_seqmodels.config import Config, ConfigError, atomic_write_text
 from tf_seqmodels.training.run_config import TrainConfig, _model_config
 from tf_seqmodels.training.trainer import selection
-from tuning.spaces import ParamSpec, apply_values, check_paths, declare_space, search_space
+from tf_seqmodels.tuning.spaces import ParamSpec, apply_values, check_paths, declare_space, search_space
 
 log = logging.getLogger(__name__)
 
