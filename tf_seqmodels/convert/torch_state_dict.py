@@ -36,7 +36,10 @@ Names per block (i = block / layer index, j = parallel conv index):
                        (the Prix Fixe lentiMPRA / DeepSTARR final blocks)
 
 `load_torch_state_dict` checks everything before assigning anything and raises
-`StateDictError` listing missing, unexpected and shape-mismatched keys.
+`StateDictError` listing missing, unexpected and shape-mismatched keys. Other models' PyTorch
+importers (`convert.chromoformer_state_dict`) register their name maps with
+`register_torch_name_map`; parameters a reference defines but never uses are
+`UnusedParameter` entries: accepted when their shape fits, and listed in `LoadReport.unused`.
 """
 
 from __future__ import annotations
@@ -80,6 +83,15 @@ class DerivedBuffer:
   """A PyTorch buffer the Sonnet model computes instead of storing (checked on load)."""
 
   value: np.ndarray
+
+
+@dataclasses.dataclass(frozen=True)
+class UnusedParameter:
+  """A reference parameter that its forward pass never reads (so the Sonnet model has no
+  variable for it): shape-checked and reported on load, written as `fill` on export."""
+
+  shape: tuple[int, ...]
+  fill: float = 0.0
 
 
 def to_sonnet_layout(array: np.ndarray, layout: str) -> np.ndarray:
@@ -218,7 +230,7 @@ def _first_conv_bn_act(module: ConvBatchNormAct, prefix: str, out: dict) -> None
   _conv_bn_act(module, f"{prefix}block.", out)  # AutosomeFirstLayersBlock.block = Sequential
 
 
-_MAPPERS = (
+_MAPPERS = [
     (DreamModel, _dream_model),
     (PrixFixeTrunk, _trunk),
     (MultiKernelConv, _multi_kernel_conv),
@@ -228,7 +240,13 @@ _MAPPERS = (
     (Proformer, _proformer),
     (SoftBinHead, _soft_bin_head),
     (RegressionHead, _regression_head),
-)
+]
+
+
+def register_torch_name_map(module_class: type, mapper) -> None:
+  """`mapper(module, prefix, out)` fills `out` with {PyTorch name: Entry / DerivedBuffer /
+  UnusedParameter} for a `module_class` (other models' importers add their name maps here)."""
+  _MAPPERS.insert(0, (module_class, mapper))
 
 
 def _block(module: snt.Module, prefix: str, out: dict) -> None:
@@ -263,8 +281,8 @@ def _ensure_built(module: snt.Module) -> None:
   module.build()
 
 
-def torch_parameter_map(module: snt.Module,
-                        prefix: str = "") -> "collections.OrderedDict[str, Entry | DerivedBuffer]":
+def torch_parameter_map(module: snt.Module, prefix: str = ""
+                        ) -> "collections.OrderedDict[str, Entry | DerivedBuffer | UnusedParameter]":
   """{PyTorch state-dict name: Entry(variable, layout) or DerivedBuffer} for `module`.
 
   `module` is a DreamModel, a PrixFixeTrunk, or one block; `prefix` is prepended to every
@@ -297,11 +315,22 @@ def read_state_dict(source: Union[str, os.PathLike, StateDict]) -> dict[str, np.
 
 @dataclasses.dataclass(frozen=True)
 class LoadReport:
-  """What `load_torch_state_dict` did: names loaded, and (non-strict) names skipped."""
+  """What `load_torch_state_dict` did: names loaded, (non-strict) names skipped, and the
+  reference's unused parameters that were accepted (shape-checked) but not stored."""
 
   loaded: tuple[str, ...]
   missing: tuple[str, ...]
   unexpected: tuple[str, ...]
+  unused: tuple[str, ...] = ()
+
+  def summary(self) -> str:
+    """One line: counts, and the unused reference parameters by name."""
+    text = f"loaded {len(self.loaded)} parameters"
+    if self.unused:
+      text += "; " + _describe("accepted unused reference parameters", list(self.unused), 6)
+    if self.missing or self.unexpected:
+      text += f"; skipped: {len(self.missing)} missing, {len(self.unexpected)} unexpected"
+    return text
 
 
 def _describe(title: str, names: list[str], limit: int = 20) -> str:
@@ -317,7 +346,8 @@ def load_torch_state_dict(module: snt.Module,
   """Assigns a PyTorch state dict to `module`'s variables.
 
   Args:
-    module: a DreamModel, PrixFixeTrunk or single block (built here if needed).
+    module: a DreamModel, PrixFixeTrunk or single block (built here if needed), or any model
+      with a registered name map (`register_torch_name_map`).
     source: an .npz path or {name: array}.
     strict: if True (default), any missing or unexpected key is an error; if False they are
       skipped and listed in the report. Shape mismatches and wrong derived buffers are
@@ -328,11 +358,21 @@ def load_torch_state_dict(module: snt.Module,
     StateDictError: listing every missing, unexpected and mis-shaped key. Nothing is
       assigned unless every check passes.
   """
-  state = read_state_dict(source)
-  expected = torch_parameter_map(module, prefix)
-  missing = [name for name in expected if name not in state]
+  return assign_state_dict(module, read_state_dict(source),
+                           torch_parameter_map(module, prefix), strict)
+
+
+def assign_state_dict(module: snt.Module, state: StateDict, expected: Mapping,
+                      strict: bool = True) -> LoadReport:
+  """Checks `state` against the name map `expected` (`torch_parameter_map`), then assigns.
+
+  UnusedParameter entries may be absent; when present they are shape-checked and listed in
+  `LoadReport.unused`. See `load_torch_state_dict` for `strict` and the errors.
+  """
+  missing = [name for name, entry in expected.items()
+             if name not in state and not isinstance(entry, UnusedParameter)]
   unexpected = [name for name in state if name not in expected]
-  problems = []
+  problems, unused = [], []
   assignments = []
   for name, entry in expected.items():
     if name not in state:
@@ -342,6 +382,13 @@ def load_torch_state_dict(module: snt.Module,
       if value.shape != entry.value.shape or not np.array_equal(value, entry.value):
         problems.append(f"{name}: expected the fixed buffer {entry.value.tolist()}, got "
                         f"{value.tolist()}")
+      continue
+    if isinstance(entry, UnusedParameter):
+      if value.shape != tuple(entry.shape):
+        problems.append(f"{name}: PyTorch shape {value.shape}, expected {tuple(entry.shape)} "
+                        f"(a parameter the reference never uses)")
+      else:
+        unused.append(name)
       continue
     try:
       converted = to_sonnet_layout(value, entry.layout)
@@ -366,7 +413,7 @@ def load_torch_state_dict(module: snt.Module,
   for _, variable, value in assignments:
     variable.assign(value.astype(variable.dtype.as_numpy_dtype))
   return LoadReport(loaded=tuple(name for name, _, _ in assignments), missing=tuple(missing),
-                    unexpected=tuple(unexpected))
+                    unexpected=tuple(unexpected), unused=tuple(unused))
 
 
 def export_torch_state_dict(module: snt.Module,
@@ -376,6 +423,8 @@ def export_torch_state_dict(module: snt.Module,
   for name, entry in torch_parameter_map(module, prefix).items():
     if isinstance(entry, DerivedBuffer):
       out[name] = entry.value.copy()
+    elif isinstance(entry, UnusedParameter):
+      out[name] = np.full(entry.shape, entry.fill, np.float32)
     else:
       out[name] = to_torch_layout(entry.variable.numpy(), entry.layout)
   return out

@@ -8,6 +8,7 @@
     # users of the reference implementation: its metadata.csv + per-region .npy files
     genes, pcres = read_reference_metadata("train.csv", config)
     data = build_examples(genes, pcres, ReferenceNpySource("npy_dir"), config)
+    rows = predict_reference_layout(model, "meta.csv", "npy_dir")   # per-gene predictions
 
 Per gene and bin size b (the reference's `ChromoformerDataset`):
 
@@ -17,7 +18,8 @@ Per gene and bin size b (the reference's `ChromoformerDataset`):
 - each pCRE region (<= window_size bp) is binned the same way (never flipped) and centre-padded
   to L = window_size // b bins with left padding ceil((L - n) / 2); masks mark real bins;
 - pCREs: interactions with score > min_score whose region is at most window_size bp, the
-  `max_pcres` highest-scoring first; empty slots are zeros with pcre_present = 0;
+  `max_pcres` highest-scoring first (the reference's metadata.csv: its neighbors as listed);
+  empty slots are zeros with pcre_present = 0;
 - interaction_freq[0, i + 1] = score of pCRE i (row 0 only, as the reference).
 
 Targets: "label" (1 if expression >= the median of the table, unless given) and "expression"
@@ -385,21 +387,46 @@ def read_interactions(path: PathLike, genes: Sequence[Gene],
 def read_reference_metadata(path: PathLike, config: ChromoformerDataConfig
                             ) -> tuple[list[Gene], dict[str, list[Pcre]]]:
   """The reference's metadata.csv: gene_id, label, expression, chrom, start (the TSS), end,
-  strand, split, neighbors ("chr:s-e;..."), scores (";"-joined). pCREs are re-selected
-  with `select_pcres` (the reference's files are already filtered)."""
+  strand, split, neighbors ("chr:s-e;..."), scores (";"-joined, same order).
+
+  pCREs fill the slots in the file's order with their scores as given, as the reference's
+  `ChromoformerDataset` does (its preprocessing has already selected them: no score filter,
+  sorting or de-duplication here).
+
+  Raises:
+    ChromoformerDataError: naming the file, row and gene, when neighbors and scores differ in
+      number, a score is not a number, a region is not chrom:start-end, is empty or longer
+      than window_size, or a gene has more than max_pcres neighbors (the reference's Dataset
+      cannot represent either).
+  """
   table = _read_table(path)
   _require_columns(table, ("gene_id", "chrom", "start", "strand", "neighbors", "scores"), path)
   genes, pcres = _genes_from_table(table, path, "start"), {}
-  for gene, row in zip(genes, table.itertuples(index=False)):
+  for number, (gene, row) in enumerate(zip(genes, table.itertuples(index=False)), start=1):
+    where = f"{os.fspath(path)}: row {number} (gene {gene.gene_id})"
     found = []
     if isinstance(row.neighbors, str) and row.neighbors:
       regions = row.neighbors.split(";")
-      scores = [float(s) for s in str(row.scores).split(";")]
-      if len(scores) != len(regions):
-        raise ChromoformerDataError(f"{path}: gene {gene.gene_id} has {len(regions)} neighbors "
-                                    f"but {len(scores)} scores")
-      found = [Pcre(*parse_region(r), s) for r, s in zip(regions, scores)]
-    pcres[gene.gene_id] = select_pcres(found, dataclasses.replace(config, min_score=-math.inf))
+      texts = str(row.scores).split(";")
+      if len(texts) != len(regions):
+        raise ChromoformerDataError(f"{where}: {len(regions)} neighbors but {len(texts)} scores")
+      if len(regions) > config.max_pcres:
+        raise ChromoformerDataError(f"{where}: {len(regions)} neighbors, more than max_pcres "
+                                    f"{config.max_pcres}")
+      for region, text in zip(regions, texts):
+        try:
+          score = float(text)
+        except ValueError:
+          raise ChromoformerDataError(f"{where}: score {text!r} is not a number") from None
+        try:
+          chrom, start, end = parse_region(region)
+        except ChromoformerDataError as e:
+          raise ChromoformerDataError(f"{where}: {e}") from None
+        if not 0 < end - start <= config.window_size:
+          raise ChromoformerDataError(f"{where}: neighbor {region} spans {end - start} bp; a "
+                                      f"pCRE must span 1..{config.window_size} bp")
+        found.append(Pcre(chrom, start, end, score))
+    pcres[gene.gene_id] = found
   return _with_labels_and_splits(genes), pcres
 
 
@@ -470,6 +497,86 @@ class ReferenceNpySource:
     pass
 
 
+# --- the reference's batch layout ---------------------------------------------------------------
+
+REFERENCE_BATCH_KEYS = ("promoter_feats", "promoter_pad_masks", "pcre_feats", "pcre_pad_masks",
+                        "interaction_masks")
+
+
+def to_reference_batch(inputs: Mapping[str, np.ndarray],
+                       config: ChromoformerDataConfig) -> dict[str, np.ndarray]:
+  """Our inputs -> the batch of the reference's `ChromoformerDataset` + default collate.
+
+  Keys are "<dataset key>/<bin size>" (`d[key][b]` in the reference) plus "interaction_freq";
+  masks are boolean with True = blocked: promoter [B, 1, 1, L, L] (query bin x key bin),
+  pCRE [B, I, 1, L, L] (promoter bin x pCRE bin), interaction [B, 1, 1 + I, 1 + I].
+  """
+  out: dict[str, np.ndarray] = {}
+  present = np.asarray(inputs["pcre_present"]) > 0.5
+  tokens = np.concatenate([np.ones_like(present[:, :1]), present], axis=1)
+  for size in config.bin_sizes:
+    promoter = np.asarray(inputs[f"promoter_mask_{size}"]) > 0.5  # [B, L]
+    pcre = np.asarray(inputs[f"pcre_mask_{size}"]) > 0.5  # [B, I, L]
+    out[f"promoter_feats/{size}"] = np.asarray(inputs[f"promoter_{size}"], np.float32)[:, None]
+    out[f"promoter_pad_masks/{size}"] = ~(promoter[:, :, None] & promoter[:, None, :])[
+        :, None, None]
+    out[f"pcre_feats/{size}"] = np.asarray(inputs[f"pcre_{size}"], np.float32)
+    out[f"pcre_pad_masks/{size}"] = ~(promoter[:, None, :, None] & pcre[:, :, None, :])[
+        :, :, None]
+    out[f"interaction_masks/{size}"] = ~(tokens[:, :, None] & tokens[:, None, :])[:, None]
+  out["interaction_freq"] = np.asarray(inputs["interaction_freq"], np.float32)
+  return out
+
+
+def from_reference_batch(batch: Mapping[str, np.ndarray],
+                         config: ChromoformerDataConfig) -> dict[str, np.ndarray]:
+  """The reference's batch ("<key>/<bin size>" arrays, `to_reference_batch`) -> our inputs.
+
+  Our model takes validity vectors; the reference's 2-D masks must be their outer products
+  (as its Dataset builds them), which is checked.
+
+  Raises:
+    ChromoformerDataError: a key is missing, or a mask is not such an outer product (it
+      names the key and the first example that differs).
+  """
+  needed = [f"{k}/{b}" for b in config.bin_sizes for k in REFERENCE_BATCH_KEYS]
+  missing = [k for k in needed + ["interaction_freq"] if k not in batch]
+  if missing:
+    raise ChromoformerDataError(f"reference batch is missing {missing}")
+  blocked = {k: np.asarray(batch[k]).astype(bool) for k in needed if "masks" in k}
+  out: dict[str, np.ndarray] = {}
+  present = None
+  for size in config.bin_sizes:
+    promoter_mask = blocked[f"promoter_pad_masks/{size}"][:, 0, 0]  # [B, L, L]
+    promoter = ~np.diagonal(promoter_mask, axis1=1, axis2=2)  # [B, L]
+    pcre_mask = blocked[f"pcre_pad_masks/{size}"][:, :, 0]  # [B, I, L, L]
+    pcre = (~pcre_mask).any(axis=2)  # [B, I, L]
+    token_mask = blocked[f"interaction_masks/{size}"][:, 0]  # [B, 1 + I, 1 + I]
+    slots = ~token_mask[:, 0, 1:]
+    if present is None:
+      present = slots
+    rebuilt = to_reference_batch(
+        {f"promoter_{size}": np.zeros(promoter.shape + (1,), np.float32),
+         f"pcre_{size}": np.zeros(pcre.shape + (1,), np.float32),
+         f"promoter_mask_{size}": promoter, f"pcre_mask_{size}": pcre,
+         "pcre_present": present, "interaction_freq": np.asarray(batch["interaction_freq"])},
+        dataclasses.replace(config, bin_sizes=(size,)))
+    for key in (f"promoter_pad_masks/{size}", f"pcre_pad_masks/{size}",
+                f"interaction_masks/{size}"):
+      differs = np.flatnonzero((rebuilt[key] != blocked[key]).reshape(len(promoter), -1).any(1))
+      if differs.size:
+        raise ChromoformerDataError(
+            f"reference batch {key}: example {int(differs[0])} is not the outer product of "
+            f"bin/token validities (True = blocked) that the reference's Dataset builds")
+    out[f"promoter_{size}"] = np.asarray(batch[f"promoter_feats/{size}"], np.float32)[:, 0]
+    out[f"promoter_mask_{size}"] = promoter.astype(np.float32)
+    out[f"pcre_{size}"] = np.asarray(batch[f"pcre_feats/{size}"], np.float32)
+    out[f"pcre_mask_{size}"] = pcre.astype(np.float32)
+  out["pcre_present"] = present.astype(np.float32)
+  out["interaction_freq"] = np.asarray(batch["interaction_freq"], np.float32)
+  return out
+
+
 # --- examples -----------------------------------------------------------------------------------
 
 @dataclasses.dataclass
@@ -532,6 +639,76 @@ def build_examples(genes: Sequence[Gene], pcres: Mapping[str, Sequence[Pcre]], s
              "expression": np.log2(expression + 1.0).astype(np.float32)}
   return ChromoformerExamples(inputs, targets, [g.gene_id for g in genes],
                               np.array([g.split or 0 for g in genes], np.int64))
+
+
+# --- predictions on the reference's layout -----------------------------------------------------
+
+def _reference_layout_paths(metadata: PathLike, npy_dir: Optional[PathLike]) -> tuple[str, str]:
+  """(metadata.csv, npy folder) from a .csv path, or from a folder holding exactly one .csv
+  (its .npy files in `npy/` beside it, or in the folder itself)."""
+  metadata = os.fspath(metadata)
+  if os.path.isdir(metadata):
+    folder = metadata
+    tables = sorted(f for f in os.listdir(folder) if f.endswith(".csv"))
+    if len(tables) != 1:
+      raise ChromoformerDataError(f"{folder}: expected one metadata .csv in the folder, found "
+                                  f"{tables or 'none'}; pass the .csv path instead")
+    metadata = os.path.join(folder, tables[0])
+    if npy_dir is None:
+      nested = os.path.join(folder, "npy")
+      npy_dir = nested if os.path.isdir(nested) else folder
+  elif not os.path.exists(metadata):
+    raise ChromoformerDataError(f"{metadata}: file not found")
+  if npy_dir is None:
+    raise ChromoformerDataError(f"{metadata}: give the folder of its .npy region files (npy_dir)")
+  return metadata, os.fspath(npy_dir)
+
+
+def predict_reference_layout(model, metadata: PathLike, npy_dir: Optional[PathLike] = None,
+                             batch_size: int = 32, progress: bool = True) -> list[dict]:
+  """Predicts every gene of a reference-layout metadata.csv + .npy folder, in file order.
+
+  The inputs are built as the reference's `ChromoformerDataset` builds them
+  (`read_reference_metadata` + `ReferenceNpySource`); `model` is a Chromoformer (e.g. with
+  weights from `convert.import_reference_weights`).
+
+  Args:
+    metadata: the metadata .csv, or a folder holding exactly one .csv (npy_dir then defaults
+      to its `npy/` subfolder if present, else the folder itself).
+    npy_dir: the folder of `chrom:start-end.npy` region files.
+
+  Returns:
+    One dict per gene. Classification: gene_id, probability = sigmoid(logit 1) (the
+    `prediction` column of the reference's demo/run_demo.py), probability_softmax =
+    softmax(logits)[1] (P(expressed) as our evaluator reports it), logit_0, logit_1.
+    Regression: gene_id, expression (predicted log2(RPKM + 1), as run_demo_regression.py).
+  """
+  if batch_size < 1:
+    raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+  metadata, npy_dir = _reference_layout_paths(metadata, npy_dir)
+  config = ChromoformerDataConfig.from_model_config(model.config)
+  genes, pcres = read_reference_metadata(metadata, config)
+  examples = build_examples(genes, pcres, ReferenceNpySource(npy_dir), config, progress=progress)
+  heads: dict[str, list[np.ndarray]] = {}
+  for start in range(0, len(examples), batch_size):
+    batch = {k: v[start:start + batch_size] for k, v in examples.inputs.items()}
+    for head, value in model.predict_on_batch(batch).items():
+      heads.setdefault(head, []).append(np.asarray(value))
+  outputs = {head: np.concatenate(values) for head, values in heads.items()}
+  rows = []
+  if model.config.mode == "classification":
+    logits = outputs["logits"].astype(np.float64)
+    sigmoid = 1.0 / (1.0 + np.exp(-logits[:, 1]))
+    softmax = 1.0 / (1.0 + np.exp(logits[:, 0] - logits[:, 1]))
+    for i, gene_id in enumerate(examples.gene_ids):
+      rows.append({"gene_id": gene_id, "probability": float(sigmoid[i]),
+                   "probability_softmax": float(softmax[i]), "logit_0": float(logits[i, 0]),
+                   "logit_1": float(logits[i, 1])})
+  else:
+    expression = outputs["expression"].astype(np.float64).reshape(-1)
+    for gene_id, value in zip(examples.gene_ids, expression):
+      rows.append({"gene_id": gene_id, "expression": float(value)})
+  return rows
 
 
 # --- synthetic data with a known rule -----------------------------------------------------------

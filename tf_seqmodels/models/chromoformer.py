@@ -247,16 +247,25 @@ class Chromoformer(SequenceModel):
       raise ValueError(f"bin size {bin_size} is not one of {self.config.bin_sizes}")
     return self.config.bin_sizes.index(bin_size)
 
-  def _tokens(self, inputs, size: int) -> tuple[tf.Tensor, tf.Tensor]:
-    """Regulation-transformer input tokens [B, 1 + I, C] and their validity [B, 1 + I]."""
+  def _tokens(self, inputs, size: int, record: Optional[dict] = None
+              ) -> tuple[tf.Tensor, tf.Tensor]:
+    """Regulation-transformer input tokens [B, 1 + I, C] and their validity [B, 1 + I];
+    the embedding and pairwise activations go into `record` when given."""
     i = self.resolution(size)
     promoter_all, promoter_centre = self.embedding[i](inputs[f"promoter_{size}"],
                                                       inputs[f"promoter_mask_{size}"])
-    pcres = self.pairwise[i](promoter_all, inputs[f"pcre_{size}"],
-                             inputs[f"promoter_mask_{size}"], inputs[f"pcre_mask_{size}"])
+    pairwise = self.pairwise[i].layer_outputs(promoter_all, inputs[f"pcre_{size}"],
+                                              inputs[f"promoter_mask_{size}"],
+                                              inputs[f"pcre_mask_{size}"])
     present = inputs[PCRE_PRESENT]
     valid = tf.concat([tf.ones_like(present[:, :1]), present], axis=1)
-    return tf.concat([promoter_centre[:, tf.newaxis], pcres], axis=1), valid
+    if record is not None:
+      record[f"embed/{size}/full"] = promoter_all
+      record[f"embed/{size}/tss"] = promoter_centre
+      for layer, value in enumerate(pairwise if self.config.pairwise_layers else []):
+        record[f"pairwise/{size}/layer{layer}_tss"] = value
+      record[f"pairwise/{size}/out"] = pairwise[-1]
+    return tf.concat([promoter_centre[:, tf.newaxis], pairwise[-1]], axis=1), valid
 
   def embed(self, inputs, is_training: bool = False) -> tf.Tensor:
     """Promoter embeddings concatenated over resolutions [B, channels x resolutions]."""
@@ -265,23 +274,53 @@ class Chromoformer(SequenceModel):
     self.check_inputs(inputs)
     return self._embed(inputs)
 
-  def _embed(self, inputs) -> tf.Tensor:
+  def _embed(self, inputs, record: Optional[dict] = None) -> tf.Tensor:
     inputs = {k: tf.cast(v, tf.float32) for k, v in inputs.items()}
-    parts = []
+    regulated, pre_regulation = [], []
     for size in self.config.bin_sizes:
-      tokens, valid = self._tokens(inputs, size)
-      regulated = self.regulation[self.resolution(size)](tokens, valid, inputs[INTERACTION_FREQ])
-      # The reference adds the promoter token's pre-regulation embedding back.
-      parts.append(regulated[:, 0] + tokens[:, 0])
-    return tf.concat(parts, axis=-1)
+      tokens, valid = self._tokens(inputs, size, record)
+      layers = self.regulation[self.resolution(size)].layer_outputs(tokens, valid,
+                                                                   inputs[INTERACTION_FREQ])
+      if record is not None:
+        record[f"regulation/{size}/in"] = tokens
+        for layer, value in enumerate(layers if self.config.regulation_layers else []):
+          record[f"regulation/{size}/layer{layer}"] = value
+        record[f"regulation/{size}/out"] = layers[-1]
+      regulated.append(layers[-1][:, 0])
+      pre_regulation.append(tokens[:, 0])
+    # The reference adds the promoter tokens' pre-regulation embeddings back:
+    # concat(regulation out[:, 0]) + concat(regulation in[:, 0]), resolutions in config order.
+    return tf.concat(regulated, axis=-1) + tf.concat(pre_regulation, axis=-1)
 
-  def __call__(self, inputs, is_training: bool = False) -> dict[str, tf.Tensor]:
-    self.check_inputs(inputs)  # once per call (trace), not again in embed
-    hidden = tf.nn.relu(self.head_hidden(self._embed(inputs)))
+  def _forward(self, inputs, record: Optional[dict] = None) -> dict[str, tf.Tensor]:
+    head_in = self._embed(inputs, record)
+    hidden = tf.nn.relu(self.head_hidden(head_in))
     output = self.head_output(hidden)
+    if record is not None:
+      record["head_in"] = head_in
+      record["head_hidden"] = hidden
     if self.config.mode == "classification":
       return {LOGITS_HEAD: output}
     return {EXPRESSION_HEAD: output[:, 0]}
+
+  def __call__(self, inputs, is_training: bool = False) -> dict[str, tf.Tensor]:
+    self.check_inputs(inputs)  # once per call (trace), not again in embed
+    return self._forward(inputs)
+
+  def activations(self, inputs) -> dict[str, tf.Tensor]:
+    """Every intermediate of one inference pass, named as the reference fixture's arrays:
+
+        embed/{b}/full [B, L_b, C]; embed/{b}/tss [B, C] (centre bin L_b // 2)
+        pairwise/{b}/layer{l}_tss, pairwise/{b}/out [B, I, C] (centre promoter bin per pCRE)
+        regulation/{b}/in, regulation/{b}/layer{l}, regulation/{b}/out [B, 1 + I, C]
+        head_in [B, C x resolutions]; head_hidden [B, head_hidden]
+        plus the heads ("logits" [B, 2] or "expression" [B]).
+    """
+    self.check_inputs(inputs)
+    inputs = {k: tf.convert_to_tensor(v, tf.float32) for k, v in inputs.items()}
+    record: dict[str, tf.Tensor] = {}
+    record.update(self._forward(inputs, record))
+    return record
 
   def attention_weights(self, inputs) -> tf.Tensor:
     """Regulation-transformer attention at inference, [B, resolutions x layers, heads,
@@ -296,7 +335,10 @@ class Chromoformer(SequenceModel):
     return tf.stack(weights, axis=1)
 
   def expressed_probability(self, inputs) -> tf.Tensor:
-    """Classification: P(expressed above the median) [B] (softmax of the logits, class 1)."""
+    """Classification: P(expressed above the median) [B] (softmax of the logits, class 1).
+
+    The reference's `demo/run_demo.py` reports sigmoid(logit 1) instead (the `probability` of
+    `data.chromoformer.predict_reference_layout`)."""
     if self.config.mode != "classification":
       raise ValueError("expressed_probability needs a classification Chromoformer")
     return tf.nn.softmax(self.predict_on_batch(inputs)[LOGITS_HEAD], axis=-1)[:, 1]
