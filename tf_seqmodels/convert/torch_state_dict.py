@@ -281,12 +281,12 @@ def _ensure_built(module: snt.Module) -> None:
   module.build()
 
 
-def torch_parameter_map(module: snt.Module, prefix: str = ""
-                        ) -> "collections.OrderedDict[str, Entry | DerivedBuffer | UnusedParameter]":
-  """{PyTorch state-dict name: Entry(variable, layout) or DerivedBuffer} for `module`.
+def torch_parameter_map(module: snt.Module, prefix: str = "") -> "collections.OrderedDict":
+  """{PyTorch state-dict name: Entry(variable, layout), DerivedBuffer or UnusedParameter}.
 
-  `module` is a DreamModel, a PrixFixeTrunk, or one block; `prefix` is prepended to every
-  name (e.g. "model." for a state dict saved from a wrapper). Builds the module if needed.
+  `module` is a DreamModel, a PrixFixeTrunk, one block, or a model with a registered name
+  map (`register_torch_name_map`: Chromoformer); `prefix` is prepended to every name (e.g.
+  "model." for a state dict saved from a wrapper). Builds the module if needed.
   """
   _ensure_built(module)
   out: dict = collections.OrderedDict()
