@@ -228,3 +228,47 @@ def predict_fasta_beam(module, fasta: str, *, run: BeamRun, output: str,
     raise RuntimeError(f"the pipeline returned {len(rows)} of {len(names)} records")
   outputs = {h: np.concatenate([row[2][h] for row in rows]) for h in rows[0][2]}
   return outputs, names
+
+
+# --- contributions -------------------------------------------------------------------------------
+
+BEAM_METHODS = ("ism",)
+
+
+def ism_beam(model, fasta: str, centres, target, *, run: BeamRun, output_dir: str,
+             model_source: Optional[str] = None, batch_size: int = 8) -> np.ndarray:
+  """`tf-seqmodels contributions --method ism` as a Beam pipeline: hypothetical contributions
+  [N, L, 4] of the windows centred on `centres` ((chrom, centre) pairs), in their order. The
+  windows are cut in the workers; each region's substitutions run through `RunInference`
+  `batch_size * 16` sequences at a time, as the single-process ISM batches them."""
+  import apache_beam as beam
+  from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
+  from tf_seqmodels.beam import worker
+  from tf_seqmodels.data.genome import Genome
+
+  length = model.sequence_length
+  with Genome(fasta):  # checks (and indexes) the FASTA once, before any worker opens it
+    pass
+  from tf_seqmodels.analysis.inference import BatchRunner
+  probe = BatchRunner().predict(model, np.zeros((1, length, 4), np.float32))
+  if target.head not in probe:
+    raise ValueError(f"target head {target.head!r} is not a model head; heads: {sorted(probe)}")
+  axis = model.position_axis(target.head, probe[target.head])
+  with work_directory(run, os.path.join(output_dir, "scores.h5")) as work:
+    savedmodel = saved_model_path(model, model_source, work)
+    write_inputs(work, ((i, chrom, int(centre)) for i, (chrom, centre) in enumerate(centres)))
+    shards = os.path.join(work, "shards")
+    worker.ship_by_value()
+    handler = worker.SavedModelHandler(savedmodel, heads=[target.head], max_batch_size=1,
+                                       max_sequences=batch_size * 16)
+    with beam.Pipeline(options=pipeline_options(run)) as p:
+      (read_inputs(p, work)
+       | "windows" >> beam.ParDo(worker.RegionInputs(os.path.abspath(fasta), length))
+       | "substitutions" >> beam.ParDo(worker.IsmCopies())
+       | "model" >> RunInference(KeyedModelHandler(handler))
+       | "ism" >> beam.ParDo(worker.IsmScores(target, axis))
+       | "write" >> beam.ParDo(worker.WriteShards(shards, "ism")))
+    rows = list(merged_rows(work, "ism"))
+  if len(rows) != len(centres):
+    raise RuntimeError(f"the pipeline returned {len(rows)} of {len(centres)} regions")
+  return np.stack([row[4] for row in rows])

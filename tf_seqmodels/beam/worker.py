@@ -24,6 +24,7 @@ import numpy as np
 from apache_beam import DoFn, pvalue
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
+from tf_seqmodels.analysis.contributions import target_value
 from tf_seqmodels.analysis.variants import (VariantScoringConfig, reduce_copies, statistic,
                                             variant_targets, variant_windows, TSSIndex)
 from tf_seqmodels.data.encoding import (indices_to_one_hot, one_hot_encode,
@@ -37,7 +38,8 @@ from tf_seqmodels.data.vcf import Variant
 SHIPPED_MODULES = ("tf_seqmodels.beam.worker", "tf_seqmodels.analysis.variants",
                    "tf_seqmodels.data.genome", "tf_seqmodels.data.encoding",
                    "tf_seqmodels.data.strands", "tf_seqmodels.data.vcf",
-                   "tf_seqmodels.tasks.metrics", "tf_seqmodels.config")
+                   "tf_seqmodels.tasks.metrics", "tf_seqmodels.config",
+                   "tf_seqmodels.analysis.contributions")
 
 
 def ship_by_value() -> None:
@@ -239,6 +241,48 @@ def forward_outputs(element):
   """((index, *rest), PredictionResult) -> (index, *rest, {head: [C, ...]} of the forward pass)."""
   key, result = element
   return (*key, result.inference[0])
+
+
+# --- contributions ---------------------------------------------------------------------------
+
+class IsmCopies(DoFn):
+  """(key, indices [1, L]) -> (key, [1 + M, L]): the window, then every single-base
+  substitution in position order (the 3 other bases; all 4 at an N), as
+  `analysis.contributions.ism` enumerates them."""
+
+  def process(self, element):
+    key, window = element
+    window = np.asarray(window)[0]
+    sites, bases = ism_substitutions(window)
+    copies = np.repeat(window[None], 1 + len(sites), axis=0)
+    copies[np.arange(1, 1 + len(sites)), sites] = bases
+    yield key, copies
+
+
+def ism_substitutions(window: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """(positions, bases) of every substitution of int8 indices [L] (N = 4 takes all 4 bases)."""
+  pairs = [(i, b) for i, base in enumerate(window.tolist()) for b in range(4) if b != base]
+  return np.array([i for i, _ in pairs], np.int64), np.array([b for _, b in pairs], np.int8)
+
+
+class IsmScores(DoFn):
+  """((index, chrom, start), PredictionResult) -> (index, chrom, start, window, hypothetical
+  [L, 4]): target values (`contributions.target_value`) of the substitutions minus the
+  window's, centred over the 4 bases at each position, as `tf-seqmodels contributions --method
+  ism` writes them."""
+
+  def __init__(self, target, position_axis: Optional[int]):
+    self._target = target
+    self._axis = position_axis
+
+  def process(self, element):
+    (index, chrom, start), result = element
+    copies = np.asarray(result.example)
+    values = np.asarray(target_value(self._target, result.inference[0], self._axis), np.float32)
+    sites, bases = ism_substitutions(copies[0])
+    delta = np.zeros((copies.shape[1], 4), np.float32)
+    delta[sites, bases] = values[1:] - values[0]
+    yield index, chrom, start, copies[0], delta - delta.mean(-1, keepdims=True)
 
 
 # --- sharded outputs -------------------------------------------------------------------------
