@@ -72,6 +72,8 @@ def pipeline_options(run: BeamRun):
     argv = shlex.split(run.options)
   except ValueError as e:
     raise ValueError(f"--beam-options {run.options!r}: {e}") from None
+  if not any(a.startswith("--default_sdk_harness_log_level") for a in argv):
+    argv.append("--default_sdk_harness_log_level=WARNING")  # workers: no per-bundle INFO lines
   return PipelineOptions(argv)
 
 
