@@ -165,13 +165,19 @@ import pickle, sys
 for name in ("tf_seqmodels", "sonnet"):  # importing either now fails
   sys.modules[name] = None
 from apache_beam.internal import pickler
-windows, handler, score = (pickler.loads(blob) for blob in pickle.load(open(sys.argv[1], "rb")))
+(windows, handler, score, regions, copies, ism_handler, ism) = (
+    pickler.loads(blob) for blob in pickle.load(open(sys.argv[1], "rb")))
 windows.setup()
 keyed = list(windows.process((0, ["chr1", 1002, "motif_snv", "G", "T", 1])))
 model = handler.load_model()
 results = list(handler.run_inference([w for _, w in keyed], model))
 (_, _, _, _, _, _, scores), = score.process((keyed[0][0], results[0]))
 print(repr(float(scores["total"]["diff"][0, 0])))
+regions.setup()
+(key, mutants), = copies.process(next(regions.process((0, "chr1", 1003))))
+result, = ism_handler.run_inference([mutants], ism_handler.load_model())
+(_, _, start, window, hypothetical), = ism.process((key, result))
+print(repr(hypothetical[1000 - start + 1].tolist()))
 print(sorted(m for m in sys.modules if m.startswith(("tf_seqmodels", "sonnet")) and sys.modules[m]))
 """
 
@@ -181,6 +187,7 @@ def test_workers_need_no_tf_seqmodels_or_sonnet(setup, tmp_path):
   windows from the FASTA, run the SavedModel and score a variant."""
   import tensorflow as tf
   from apache_beam.internal import pickler
+  from tf_seqmodels.analysis.contributions import Target
   from tf_seqmodels.analysis.variants import VariantScoringConfig
   from tf_seqmodels.beam import worker
   d, _ = setup
@@ -195,15 +202,21 @@ def test_workers_need_no_tf_seqmodels_or_sonnet(setup, tmp_path):
   transforms = [
       worker.VariantWindows(str(d / "genome.fa"), 256, config.shifts),
       worker.SavedModelHandler(str(tmp_path / "saved"), heads=["total"], reverse_complement=True),
-      worker.ScoreVariant(config, {"total": ("diff",)}, {"total": None}, {"total": "tracks"}, {})]
+      worker.ScoreVariant(config, {"total": ("diff",)}, {"total": None}, {"total": "tracks"}, {}),
+      worker.RegionInputs(str(d / "genome.fa"), 256), worker.IsmCopies(),
+      worker.SavedModelHandler(str(tmp_path / "saved"), heads=["total"], max_sequences=64),
+      worker.IsmScores(Target(head="total"), None)]
   with open(tmp_path / "transforms.pkl", "wb") as f:
     pickle.dump([pickler.dumps(t) for t in transforms], f)
   out = subprocess.run([sys.executable, "-c", _CHILD, str(tmp_path / "transforms.pkl")],
                        capture_output=True, text=True, timeout=300,
                        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
   assert out.returncode == 0, out.stderr[-3000:]
-  value, modules = out.stdout.strip().splitlines()[-2:]
+  value, ism, modules = out.stdout.strip().splitlines()[-3:]
   assert modules == "[]"
   # The SNV destroys the planted motif: 2 hits -> 0 on the forward strand, none on the
   # reverse complement; averaged over both strands, -1.
   assert float(value) == pytest.approx(-1.0)
+  # ISM at the motif's G (forward strand only, as ISM runs): each other base breaks the motif
+  # (delta -2), the G itself 0; centred over the 4 bases (mean -1.5): -0.5 and +1.5 at G.
+  np.testing.assert_allclose(eval(ism), [-0.5, -0.5, 1.5, -0.5], atol=1e-6)
