@@ -220,3 +220,18 @@ def test_workers_need_no_tf_seqmodels_or_sonnet(setup, tmp_path):
   # ISM at the motif's G (forward strand only, as ISM runs): each other base breaks the motif
   # (delta -2), the G itself 0; centred over the 4 bases (mean -1.5): -0.5 and +1.5 at G.
   np.testing.assert_allclose(eval(ism), [-0.5, -0.5, 1.5, -0.5], atol=1e-6)
+
+
+def test_failed_job_ends_in_the_workers_error_line():
+  import apache_beam as beam
+  from tf_seqmodels.beam import BeamRun
+  from tf_seqmodels.beam.pipelines import PipelineError, pipeline
+  from tf_seqmodels.data.encoding import SequenceError
+
+  def fail(x):
+    raise SequenceError(f"v{x}: REF allele outside the window 0-512")
+
+  with pytest.raises(PipelineError, match=r"pipeline failed: v1: REF allele outside the "
+                     r"window 0-512 \[while running 'Map\(fail\)'\]$"):
+    with pipeline(BeamRun()) as p:
+      _ = p | beam.Create([1]) | beam.Map(fail)

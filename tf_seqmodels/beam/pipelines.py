@@ -77,9 +77,30 @@ def pipeline_options(run: BeamRun):
   return PipelineOptions(argv)
 
 
-def read_inputs(pipeline, work: str):
+class PipelineError(ValueError):
+  """A Beam job failed; the message ends with the failing worker's error line."""
+
+
+@contextlib.contextmanager
+def pipeline(run: BeamRun):
+  """A Beam pipeline that runs when the block ends; a failed job raises PipelineError with
+  the worker's own error line (e.g. a SequenceError naming the record), not the runner's
+  multi-page traceback."""
   import apache_beam as beam
-  return (pipeline
+  try:
+    with beam.Pipeline(options=pipeline_options(run)) as p:
+      yield p
+  except (KeyboardInterrupt, PipelineError):
+    raise
+  except Exception as e:  # the runners wrap worker errors in their own types
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    errors = [line for line in lines if line.split(":")[0].endswith(("Error", "Exception"))]
+    raise PipelineError(f"the Beam pipeline failed: {(errors or lines or [repr(e)])[-1]}") from e
+
+
+def read_inputs(p, work: str):
+  import apache_beam as beam
+  return (p
           | "read inputs" >> beam.io.ReadFromText(os.path.join(work, "inputs.jsonl"))
           | "parse" >> beam.Map(json.loads)
           | "shard" >> beam.Reshuffle())
@@ -152,15 +173,15 @@ def score_vcf_beam(model, vcf: str, fasta: str, output: str, config, *, run: Bea
   kinds = {h: model.head_kind(h, probe[h]) for h in heads}
   perms = {h: np.asarray(p) for h, p in model.track_permutations.items() if h in heads}
   with work_directory(run, output) as work:
-    savedmodel = saved_model_path(model, model_source, work)
     write_inputs(work, ((i, [v.chrom, v.pos, v.id, v.ref, v.alt, v.line])
-                                for i, v in enumerate(read_vcf(vcf))))
+                        for i, v in enumerate(read_vcf(vcf))))  # VCF errors before the export
+    savedmodel = saved_model_path(model, model_source, work)
     shards = os.path.join(work, "shards")
     worker.ship_by_value()
     handler = worker.SavedModelHandler(savedmodel, heads=list(heads),
                                        reverse_complement=config.reverse_complement,
                                        max_batch_size=config.batch_size)
-    with beam.Pipeline(options=pipeline_options(run)) as p:
+    with pipeline(run) as p:
       windows = (read_inputs(p, work)
                  | "windows" >> beam.ParDo(worker.VariantWindows(
                      os.path.abspath(fasta), length, config.shifts, genes)).with_outputs(
@@ -219,7 +240,7 @@ def predict_fasta_beam(module, fasta: str, *, run: BeamRun, output: str,
     shards = os.path.join(work, "shards")
     worker.ship_by_value()
     handler = worker.SavedModelHandler(savedmodel, signature="predict", max_batch_size=batch_size)
-    with beam.Pipeline(options=pipeline_options(run)) as p:
+    with pipeline(run) as p:
       (read_inputs(p, work)
        | "records" >> beam.ParDo(worker.FastaRecordInputs(os.path.abspath(fasta)))
        | "model" >> RunInference(KeyedModelHandler(handler))
@@ -263,7 +284,7 @@ def ism_beam(model, fasta: str, centres, target, *, run: BeamRun, output_dir: st
     worker.ship_by_value()
     handler = worker.SavedModelHandler(savedmodel, heads=[target.head], max_batch_size=1,
                                        max_sequences=batch_size * 16)
-    with beam.Pipeline(options=pipeline_options(run)) as p:
+    with pipeline(run) as p:
       (read_inputs(p, work)
        | "windows" >> beam.ParDo(worker.RegionInputs(os.path.abspath(fasta), length))
        | "substitutions" >> beam.ParDo(worker.IsmCopies())
