@@ -98,8 +98,8 @@ def run(args) -> int:
     hypothetical = ism_beam(model, args.fasta, centres, target, run=beam,
                             output_dir=args.output_dir, model_source=args.model,
                             batch_size=args.batch_size)
-  for i in tqdm(range(0, len(one_hot) if not beam else 0, step),
-                desc=f"contributions ({args.method})", unit="batch", disable=args.quiet):
+  batches = () if beam else range(0, len(one_hot), step)  # (the pipeline scored them all)
+  for i in tqdm(batches, desc=f"contributions ({args.method})", unit="batch", disable=args.quiet):
     x = one_hot[i:i + step]
     if args.method == "gradient_x_input":
       hypothetical[i:i + step] = C.gradients(model, x, target, runner, args.batch_size)
