@@ -11,6 +11,7 @@ carry these classes and the functions they call inside the pickled pipeline (clo
 value"), so a worker imports only numpy, TensorFlow, pyfaidx and Apache Beam (tested by
 unpickling the transforms in a process where `tf_seqmodels` and `sonnet` cannot be imported).
 Elements between transforms are plain tuples, strings and numpy arrays for the same reason.
+(With Beam's other pickler, `--pickle_library dill`, the workers import tf-seqmodels instead.)
 """
 
 from __future__ import annotations
