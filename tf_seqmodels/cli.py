@@ -269,7 +269,18 @@ def _predict_fasta(model, model_name: str, fasta: str, output: str, batch_size: 
 
 
 def cmd_predict(args) -> int:
+  from tf_seqmodels.beam import beam_run
+  beam = beam_run(args)
   model = _build(args.model, args.config, False, args.weights, args.reference_weights)
+  if beam:  # the same predictions from an Apache Beam pipeline
+    from tf_seqmodels.beam.pipelines import predict_fasta_beam
+    outputs, names = predict_fasta_beam(model, args.fasta, run=beam, output=args.output,
+                                        batch_size=args.batch_size)
+    _write_predictions(args.output, outputs, names, {"model": args.model,
+                                                     "config": model.config.to_json()})
+    print(f"wrote predictions for {len(names)} sequences to {args.output}: "
+          + ", ".join(f"{k} {v.shape}" for k, v in outputs.items()))
+    return 0
   _predict_fasta(model, args.model, args.fasta, args.output, args.batch_size)
   return 0
 
@@ -346,6 +357,8 @@ def make_parser() -> argparse.ArgumentParser:
   model_args(p, demo=False)
   p.add_argument("--fasta", required=True, help="one input sequence per record")
   p.add_argument("--output", required=True, help="output .h5")
+  from tf_seqmodels.beam import add_runner_arguments
+  add_runner_arguments(p)
   p.set_defaults(func=cmd_predict)
 
   p = sub.add_parser("train", help="train a model on a task (config: model, task, data, "

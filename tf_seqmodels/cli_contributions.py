@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+from tf_seqmodels.beam import add_runner_arguments, beam_run
 from tf_seqmodels.cli_variants import add_model_arguments, load_model_and_runner
 
 METHODS = ("gradient_x_input", "ism", "deepshap", "deeplift", "attention", "window_ism")
@@ -43,6 +44,7 @@ def add_parser(subparsers) -> None:
   p.add_argument("--max-regions", type=int, default=None)
   p.add_argument("--logos", type=int, default=3, help="logo PNGs for the first N regions")
   p.add_argument("--logo-width", type=int, default=100, help="bp around the centre in a logo")
+  add_runner_arguments(p)
   p.set_defaults(func=run)
 
 
@@ -57,6 +59,10 @@ def run(args) -> int:
   from tf_seqmodels.analysis.variants import one_hot_indices
   from tf_seqmodels.config import atomic_write_text
   from tf_seqmodels.data.genome import Genome
+  beam = beam_run(args)
+  if beam and args.method != "ism":
+    raise ValueError(f"--runner beam computes --method ism (predictions of the exported "
+                     f"SavedModel); {args.method} runs in one process")
   model, runner = load_model_and_runner(args)
   length = model.sequence_length
   if length is None:
@@ -87,8 +93,13 @@ def run(args) -> int:
     return _run_window_ism(args, model, runner, target, one_hot, chroms, starts, chrom_sizes)
   hypothetical = np.zeros_like(one_hot)
   step = max(1, args.batch_size)
-  for i in tqdm(range(0, len(one_hot), step), desc=f"contributions ({args.method})", unit="batch",
-                disable=args.quiet):
+  if beam:  # the same scores from an Apache Beam pipeline
+    from tf_seqmodels.beam.pipelines import ism_beam
+    hypothetical = ism_beam(model, args.fasta, centres, target, run=beam,
+                            output_dir=args.output_dir, model_source=args.model,
+                            batch_size=args.batch_size)
+  batches = () if beam else range(0, len(one_hot), step)  # (the pipeline scored them all)
+  for i in tqdm(batches, desc=f"contributions ({args.method})", unit="batch", disable=args.quiet):
     x = one_hot[i:i + step]
     if args.method == "gradient_x_input":
       hypothetical[i:i + step] = C.gradients(model, x, target, runner, args.batch_size)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sys
 
+from tf_seqmodels.beam import add_runner_arguments, beam_run
+
 
 def add_model_arguments(p) -> None:
   """Model-loading options shared by the DNA-analysis subcommands."""
@@ -90,6 +92,7 @@ def add_parser(subparsers) -> None:
   p.add_argument("--pca", type=int, default=0, metavar="K",
                  help="add a K-component PCA summary of each score matrix (HDF5 only; 20 = the "
                  "Enformer release format)")
+  add_runner_arguments(p)
   p.set_defaults(func=run)
 
 
@@ -98,6 +101,9 @@ def run(args) -> int:
                                               score_vcf)
   if not args.pairs and not (args.vcf and args.fasta):
     raise ValueError("give --vcf and --fasta, or --pairs")
+  beam = beam_run(args)
+  if beam and args.pairs:
+    raise ValueError("--runner beam scores --vcf/--fasta inputs; --pairs runs in one process")
   model, runner = load_model_and_runner(args)
   window = args.window_bins if args.window_bins or not args.genes else 3
   statistics = {"statistics": tuple(args.statistics)} if args.statistics else {}
@@ -115,8 +121,13 @@ def run(args) -> int:
                              plasmid=plasmid)
     print(f"scored {count} sequence pairs -> {args.output}")
     return 0
-  result = score_vcf(model, args.vcf, args.fasta, args.output, config, runner=runner,
-                     genes_bed=args.genes, pca_components=args.pca, progress=not args.quiet)
+  if beam:  # the same scores from an Apache Beam pipeline
+    from tf_seqmodels.beam.pipelines import score_vcf_beam
+    result = score_vcf_beam(model, args.vcf, args.fasta, args.output, config, run=beam,
+                            model_source=args.model, genes_bed=args.genes, pca_components=args.pca)
+  else:
+    result = score_vcf(model, args.vcf, args.fasta, args.output, config, runner=runner,
+                       genes_bed=args.genes, pca_components=args.pca, progress=not args.quiet)
   print(f"scored {result['scored']} variants -> {result['output']}; {result['skipped']} not "
         f"scored (listed in {result['skipped_file']})")
   for reason in result["skipped_reasons"][:10]:

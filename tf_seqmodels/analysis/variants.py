@@ -259,22 +259,35 @@ def averaged_predictions(model: AnalysisModel, runner: BatchRunner, windows: np.
   passes = [(flat, False)]
   if config.reverse_complement:
     passes.append((reverse_complement_indices(flat), True))
-  average = None
+  copies = []
   for indices, is_reverse in passes:
     outputs = runner.predict(model, one_hot_indices(indices), is_reverse=is_reverse)
     missing = [h for h in heads if h not in outputs]
     if missing:
       raise ValueError(f"the model has no head(s) {missing}; heads: {sorted(outputs)}")
-    outputs = {h: np.asarray(outputs[h], np.float64) for h in heads}
-    if average is None:
-      average = CopyAverage({h: model.position_axis(h, v) for h, v in outputs.items()},
-                            {h: p for h, p in model.track_permutations.items() if h in outputs})
-    average.add(outputs, is_reverse)
+    copies.append(({h: outputs[h] for h in heads}, is_reverse))
+  first = copies[0][0]
+  return reduce_copies(copies, num_shifts, config,
+                       {h: model.position_axis(h, v) for h, v in first.items()},
+                       {h: model.head_kind(h, v) for h, v in first.items()},
+                       {h: p for h, p in model.track_permutations.items() if h in first})
+
+
+def reduce_copies(copies: Sequence[tuple[Mapping[str, Any], bool]], num_shifts: int,
+                  config: VariantScoringConfig, position_axes: Mapping[str, Optional[int]],
+                  head_kinds: Mapping[str, str],
+                  track_permutations: Mapping[str, Any]) -> dict[str, np.ndarray]:
+  """The reduction half of `averaged_predictions`, a pure function of the outputs: `copies`
+  are ({head: [N * S, ...]}, is_reverse) passes over the same N x S windows (shift-major
+  within each window, as `averaged_predictions` flattens them) -> {head: [N, tracks]}."""
+  average = CopyAverage(position_axes, track_permutations)
+  for outputs, is_reverse in copies:
+    average.add({h: np.asarray(v, np.float64) for h, v in outputs.items()}, is_reverse)
   totals = {}
   for head, values in average.result().items():
-    reduced = reduce_head(values, model.position_axis(head, values), config.window_bins,
-                          config.tracks.get(head), model.head_kind(head, values))
-    totals[head] = reduced.reshape((n, num_shifts) + reduced.shape[1:]).mean(axis=1)
+    reduced = reduce_head(values, position_axes[head], config.window_bins,
+                          config.tracks.get(head), head_kinds[head])
+    totals[head] = reduced.reshape((-1, num_shifts) + reduced.shape[1:]).mean(axis=1)
   return totals
 
 
@@ -321,10 +334,12 @@ class TSSIndex:
     return [(self._names[chrom][i], int(positions[i])) for i in range(first, last)]
 
 
-def _targets(variants: Iterable[Variant], genome: Genome, genes: Optional[Sequence[tuple]],
-             length: int, skipped: list) -> Iterator[tuple[Variant, int, str]]:
-  """(variant, anchor, gene) to score; invalid variants go to `skipped`."""
-  index = TSSIndex(genes) if genes is not None else None
+def variant_targets(variants: Iterable[Variant], genome: Genome,
+                    genes: Optional[Sequence[tuple] | TSSIndex], length: int,
+                    skipped: list) -> Iterator[tuple[Variant, int, str]]:
+  """(variant, anchor, gene) to score; invalid variants go to `skipped`. `genes`: (chrom,
+  TSS, name) triples or their `TSSIndex` (built once by callers that score record by record)."""
+  index = TSSIndex(genes) if genes is not None and not isinstance(genes, TSSIndex) else genes
   half = length // 2
   for variant in variants:
     reason = check_reference(genome, variant)
@@ -405,7 +420,7 @@ def score_variants(model: AnalysisModel, variants: Iterable[Variant], genome: Ge
   model.check_length(length)
   skipped = skipped if skipped is not None else []
   heads = None
-  for batch in _batched(_targets(variants, genome, genes, length, skipped), config.batch_size):
+  for batch in _batched(variant_targets(variants, genome, genes, length, skipped), config.batch_size):
     pairs = [[variant_windows(genome, v, a + s, length) for s in config.shifts] for v, a, _ in batch]
     ref = np.stack([np.stack([r for r, _ in row]) for row in pairs])
     alt = np.stack([np.stack([a for _, a in row]) for row in pairs])
@@ -615,7 +630,6 @@ def score_vcf(model: AnalysisModel, vcf: str, fasta: str, output: str,
   "skipped_file"}.
   """
   from tqdm import tqdm
-  from tf_seqmodels.config import atomic_write_text
   variants = list(read_vcf(vcf))
   genes = read_tss_bed(genes_bed) if genes_bed else None
   writer_class = TSVScoreWriter if output.endswith((".tsv", ".txt")) else HDF5ScoreWriter
@@ -638,13 +652,20 @@ def score_vcf(model: AnalysisModel, vcf: str, fasta: str, output: str,
     writer.abort()
     raise
   writer.close()
+  skipped_file = write_skipped(output, skipped)
+  return {"scored": writer.count, "skipped": len(skipped), "output": output,
+          "skipped_file": skipped_file, "skipped_reasons": [s.reason for s in skipped]}
+
+
+def write_skipped(output: str, skipped: Sequence[Skipped]) -> str:
+  """Lists the variants not scored in `<output>.skipped.tsv` (atomically); returns its path."""
+  from tf_seqmodels.config import atomic_write_text
   skipped_file = output + ".skipped.tsv"
   atomic_write_text(skipped_file, "".join(
       ["id\tchrom\tpos\tref\talt\treason\n"] +
       [f"{s.variant.name}\t{s.variant.chrom}\t{s.variant.pos}\t{s.variant.ref}\t{s.variant.alt}\t"
        f"{s.reason}\n" for s in skipped]))
-  return {"scored": writer.count, "skipped": len(skipped), "output": output,
-          "skipped_file": skipped_file, "skipped_reasons": [s.reason for s in skipped]}
+  return skipped_file
 
 
 def read_sequence_pairs(path: str) -> tuple[list[str], list[str], list[str]]:

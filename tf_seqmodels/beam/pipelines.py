@@ -1,0 +1,297 @@
+"""The Beam pipelines of `score-variants` and `predict`, and the driver around them.
+
+Each pipeline: the driver writes the records (read and validated by the single-process
+readers) to `<work>/inputs.jsonl` -> `ReadFromText` + `Reshuffle` (shards them over the
+workers) -> windows from the indexed FASTA (`worker`) -> `RunInference` on the SavedModel ->
+per-record reduction -> sorted shards `<work>/shards/*.pkl`. After the pipeline, the driver
+merges the shards in record order (a streaming k-way merge: one row per shard in memory) into
+the writers of the single-process command.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import heapq
+import json
+import os
+import pickle
+import shlex
+import shutil
+import tempfile
+from typing import Any, Iterator, Optional
+
+import numpy as np
+
+from tf_seqmodels.beam import BeamRun
+
+
+# --- driver helpers ----------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def work_directory(run: BeamRun, output: str) -> Iterator[str]:
+  """A new folder (in `run.work_dir`, else beside `output`) removed when the block ends."""
+  parent = run.work_dir or os.path.dirname(os.path.abspath(output))
+  os.makedirs(parent, exist_ok=True)
+  path = tempfile.mkdtemp(dir=parent, prefix=f".beam-{os.path.basename(output)}-")
+  try:
+    os.makedirs(os.path.join(path, "shards"))
+    yield path
+  finally:
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def saved_model_path(model, source: Optional[str], work: str) -> str:
+  """The SavedModel the workers load: `source` itself when the analysis model is one, else the
+  contract model exported (`export.hub`, parity-checked) into `work`."""
+  if model.model is None:
+    return os.path.abspath(source)
+  return export_model(model.model, work, {h: np.asarray(p).tolist()
+                                          for h, p in model.track_permutations.items()})
+
+
+def export_model(module, work: str, track_permutations: Optional[dict] = None) -> str:
+  from tf_seqmodels.export.hub import HubExportConfig, export_hub
+  config = HubExportConfig(tarball=False, track_permutations=dict(track_permutations or {}))
+  return export_hub(module, os.path.join(work, "model"), config).savedmodel
+
+
+def write_inputs(work: str, records: Iterator) -> int:
+  """One JSON record per line in `<work>/inputs.jsonl` (a text source Beam splits); returns
+  the count."""
+  count = 0
+  with open(os.path.join(work, "inputs.jsonl"), "w") as f:
+    for record in records:
+      f.write(json.dumps(record) + "\n")
+      count += 1
+  return count
+
+
+def pipeline_options(run: BeamRun):
+  from apache_beam.options.pipeline_options import PipelineOptions
+  try:
+    argv = shlex.split(run.options)
+  except ValueError as e:
+    raise ValueError(f"--beam-options {run.options!r}: {e}") from None
+  if not any(a.startswith("--default_sdk_harness_log_level") for a in argv):
+    argv.append("--default_sdk_harness_log_level=WARNING")  # workers: no per-bundle INFO lines
+  return PipelineOptions(argv)
+
+
+class PipelineError(ValueError):
+  """A Beam job failed; the message ends with the failing worker's error line."""
+
+
+@contextlib.contextmanager
+def pipeline(run: BeamRun):
+  """A Beam pipeline that runs when the block ends; a failed job raises PipelineError with
+  the worker's own error line (e.g. a SequenceError naming the record), not the runner's
+  multi-page traceback."""
+  import apache_beam as beam
+  try:
+    with beam.Pipeline(options=pipeline_options(run)) as p:
+      yield p
+  except (KeyboardInterrupt, PipelineError):
+    raise
+  except Exception as e:  # the runners wrap worker errors in their own types
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    errors = [line for line in lines if line.split(":")[0].endswith(("Error", "Exception"))]
+    raise PipelineError(f"the Beam pipeline failed: {(errors or lines or [repr(e)])[-1]}") from e
+
+
+def read_inputs(p, work: str):
+  import apache_beam as beam
+  return (p
+          | "read inputs" >> beam.io.ReadFromText(os.path.join(work, "inputs.jsonl"))
+          | "parse" >> beam.Map(json.loads)
+          | "shard" >> beam.Reshuffle())
+
+
+def _rows(path: str) -> Iterator:
+  with open(path, "rb") as f:
+    while True:
+      try:
+        yield pickle.load(f)
+      except EOFError:
+        return
+
+
+def merged_rows(work: str, prefix: str) -> Iterator:
+  """The rows of all `<prefix>-*.pkl` shards in key order (row[0]), one row per key."""
+  shards = sorted(os.path.join(work, "shards", name)
+                  for name in os.listdir(os.path.join(work, "shards"))
+                  if name.startswith(prefix + "-") and name.endswith(".pkl"))
+  last = None
+  for row in heapq.merge(*[_rows(path) for path in shards], key=lambda row: row[0]):
+    if row[0] != last:
+      yield row
+    last = row[0]
+
+
+def _batches(rows: Iterator, size: int) -> Iterator[list]:
+  batch = []
+  for row in rows:
+    batch.append(row)
+    if len(batch) == size:
+      yield batch
+      batch = []
+  if batch:
+    yield batch
+
+
+# --- score-variants ------------------------------------------------------------------------------
+
+def score_vcf_beam(model, vcf: str, fasta: str, output: str, config, *, run: BeamRun,
+                   model_source: Optional[str] = None, genes_bed: Optional[str] = None,
+                   pca_components: int = 0) -> dict[str, Any]:
+  """`analysis.variants.score_vcf` as a Beam pipeline: the same output file, skipped list and
+  summary. `model` is the driver's `AnalysisModel` (its metadata decides heads, positional axes,
+  kinds and strand pairs); `model_source` the path it was loaded from (used as is when it is a
+  SavedModel)."""
+  import apache_beam as beam
+  from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
+  from tf_seqmodels.analysis.inference import BatchRunner
+  from tf_seqmodels.analysis.variants import (HDF5ScoreWriter, ScoredBatch, Skipped, TSVScoreWriter,
+                                              read_tss_bed, scored_heads, write_skipped)
+  from tf_seqmodels.beam import worker
+  from tf_seqmodels.data.genome import Genome
+  from tf_seqmodels.data.vcf import Variant, read_vcf
+
+  length = config.sequence_length or model.sequence_length
+  if length is None:
+    raise ValueError("the model has no fixed input length: set sequence_length")
+  model.check_length(length)
+  genes = read_tss_bed(genes_bed) if genes_bed else None
+  writer_class = TSVScoreWriter if output.endswith((".tsv", ".txt")) else HDF5ScoreWriter
+  if pca_components and writer_class is TSVScoreWriter:
+    raise ValueError("the PCA summary is written to HDF5 outputs only (use a .h5 output)")
+  with Genome(fasta):  # checks (and indexes) the FASTA once, before any worker opens it
+    pass
+  # Heads, kinds and positional axes: as the single-process scorer derives them from outputs.
+  probe = BatchRunner().predict(model, np.zeros((1, length, 4), np.float32))
+  heads = scored_heads(model, probe, config)
+  axes = {h: model.position_axis(h, probe[h]) for h in heads}
+  kinds = {h: model.head_kind(h, probe[h]) for h in heads}
+  perms = {h: np.asarray(p) for h, p in model.track_permutations.items() if h in heads}
+  with work_directory(run, output) as work:
+    write_inputs(work, ((i, [v.chrom, v.pos, v.id, v.ref, v.alt, v.line])
+                        for i, v in enumerate(read_vcf(vcf))))  # VCF errors before the export
+    savedmodel = saved_model_path(model, model_source, work)
+    shards = os.path.join(work, "shards")
+    worker.ship_by_value()
+    handler = worker.SavedModelHandler(savedmodel, heads=list(heads),
+                                       reverse_complement=config.reverse_complement,
+                                       max_batch_size=config.batch_size)
+    with pipeline(run) as p:
+      windows = (read_inputs(p, work)
+                 | "windows" >> beam.ParDo(worker.VariantWindows(
+                     os.path.abspath(fasta), length, config.shifts, genes)).with_outputs(
+                         "skipped", main="windows"))
+      (windows.windows
+       | "model" >> RunInference(KeyedModelHandler(handler))
+       | "score" >> beam.ParDo(worker.ScoreVariant(config, heads, axes, kinds, perms))
+       | "write scores" >> beam.ParDo(worker.WriteShards(shards, "scores")))
+      _ = windows.skipped | "write skipped" >> beam.ParDo(worker.WriteShards(shards, "skipped"))
+    writer = writer_class(output, {"model": model.name, "config": config.to_json(), "vcf": vcf,
+                                   "fasta": fasta})
+    try:
+      for rows in _batches(merged_rows(work, "scores"), config.batch_size):
+        writer.write(ScoredBatch(
+            [Variant(*row[1]) for row in rows], [row[2] for row in rows], [row[3] for row in rows],
+            {h: np.concatenate([row[4][h] for row in rows]) for h in heads},
+            {h: np.concatenate([row[5][h] for row in rows]) for h in heads},
+            {h: {s: np.concatenate([row[6][h][s] for row in rows]) for s in stats}
+             for h, stats in heads.items()}))
+      if pca_components:
+        writer.add_pca(pca_components)
+    except BaseException:
+      writer.abort()
+      raise
+    writer.close()
+    skipped = [Skipped(Variant(*fields), reason)
+               for _, fields, reason in merged_rows(work, "skipped")]
+  skipped_file = write_skipped(output, skipped)
+  return {"scored": writer.count, "skipped": len(skipped), "output": output,
+          "skipped_file": skipped_file, "skipped_reasons": [s.reason for s in skipped]}
+
+
+# --- predict -------------------------------------------------------------------------------------
+
+def predict_fasta_beam(module, fasta: str, *, run: BeamRun, output: str,
+                       batch_size: int) -> tuple[dict[str, np.ndarray], list[str]]:
+  """`tf-seqmodels predict` over the records of `fasta` as a Beam pipeline: {head: [N, ...]}
+  predictions of the exported `module` (`predict_on_batch` on `one_hot_encode`d records) and
+  the record names, in file order. The FASTA is read through its index (pyfaidx) in the workers,
+  so records must have the same length (as `predict` requires) and regular line lengths."""
+  import apache_beam as beam
+  from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
+  from tf_seqmodels.beam import worker
+  from tf_seqmodels.data.encoding import SequenceError
+  from tf_seqmodels.data.genome import Genome
+
+  with Genome(fasta) as genome:
+    names = list(genome.chrom_sizes)
+    lengths = set(genome.chrom_sizes.values())
+  if len(lengths) != 1:
+    raise SequenceError(f"{fasta}: all records must have the same length, got {sorted(lengths)}")
+  module.check_length(lengths.pop())
+  with work_directory(run, output) as work:
+    savedmodel = export_model(module, work)
+    write_inputs(work, enumerate(names))
+    shards = os.path.join(work, "shards")
+    worker.ship_by_value()
+    handler = worker.SavedModelHandler(savedmodel, signature="predict", max_batch_size=batch_size)
+    with pipeline(run) as p:
+      (read_inputs(p, work)
+       | "records" >> beam.ParDo(worker.FastaRecordInputs(os.path.abspath(fasta)))
+       | "model" >> RunInference(KeyedModelHandler(handler))
+       | "outputs" >> beam.Map(worker.forward_outputs)
+       | "write" >> beam.ParDo(worker.WriteShards(shards, "predictions")))
+    rows = list(merged_rows(work, "predictions"))
+  if [row[1] for row in rows] != names:
+    raise RuntimeError(f"the pipeline returned {len(rows)} of {len(names)} records")
+  outputs = {h: np.concatenate([row[2][h] for row in rows]) for h in rows[0][2]}
+  return outputs, names
+
+
+# --- contributions -------------------------------------------------------------------------------
+
+BEAM_METHODS = ("ism",)
+
+
+def ism_beam(model, fasta: str, centres, target, *, run: BeamRun, output_dir: str,
+             model_source: Optional[str] = None, batch_size: int = 8) -> np.ndarray:
+  """`tf-seqmodels contributions --method ism` as a Beam pipeline: hypothetical contributions
+  [N, L, 4] of the windows centred on `centres` ((chrom, centre) pairs), in their order. The
+  windows are cut in the workers; each region's substitutions run through `RunInference`
+  `batch_size * 16` sequences at a time, as the single-process ISM batches them."""
+  import apache_beam as beam
+  from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
+  from tf_seqmodels.beam import worker
+  from tf_seqmodels.data.genome import Genome
+
+  length = model.sequence_length
+  with Genome(fasta):  # checks (and indexes) the FASTA once, before any worker opens it
+    pass
+  from tf_seqmodels.analysis.inference import BatchRunner
+  probe = BatchRunner().predict(model, np.zeros((1, length, 4), np.float32))
+  if target.head not in probe:
+    raise ValueError(f"target head {target.head!r} is not a model head; heads: {sorted(probe)}")
+  axis = model.position_axis(target.head, probe[target.head])
+  with work_directory(run, os.path.join(output_dir, "scores.h5")) as work:
+    savedmodel = saved_model_path(model, model_source, work)
+    write_inputs(work, ((i, chrom, int(centre)) for i, (chrom, centre) in enumerate(centres)))
+    shards = os.path.join(work, "shards")
+    worker.ship_by_value()
+    handler = worker.SavedModelHandler(savedmodel, heads=[target.head], max_batch_size=1,
+                                       max_sequences=batch_size * 16)
+    with pipeline(run) as p:
+      (read_inputs(p, work)
+       | "windows" >> beam.ParDo(worker.RegionInputs(os.path.abspath(fasta), length))
+       | "substitutions" >> beam.ParDo(worker.IsmCopies())
+       | "model" >> RunInference(KeyedModelHandler(handler))
+       | "ism" >> beam.ParDo(worker.IsmScores(target, axis))
+       | "write" >> beam.ParDo(worker.WriteShards(shards, "ism")))
+    rows = list(merged_rows(work, "ism"))
+  if len(rows) != len(centres):
+    raise RuntimeError(f"the pipeline returned {len(rows)} of {len(centres)} regions")
+  return np.stack([row[4] for row in rows])
