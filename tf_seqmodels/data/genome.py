@@ -46,7 +46,7 @@ class GenomeError(DataError):
   """A chromosome name, an interval, a FASTA / bigWig file or its content is invalid."""
 
 
-def _examples(names: list[str], limit: int = 3) -> str:
+def name_examples(names: list[str], limit: int = 3) -> str:
   return ", ".join(names[:limit]) + (", ..." if len(names) > limit else "")
 
 
@@ -61,7 +61,7 @@ def chromosome_hint(missing: Iterable[str], known: Iterable[str], source: str) -
   counterparts = [m[3:] if missing_chr else "chr" + m for m in missing]
   matches = [c for c in counterparts if c in set(known)]
   return (f"; {source} names chromosomes {'without' if missing_chr else 'with'} 'chr' "
-          f"({_examples(matches or known)})")
+          f"({name_examples(matches or known)})")
 
 
 def check_chromosomes(names: Iterable[str], sizes: Mapping[str, int], source: str) -> None:
@@ -133,8 +133,8 @@ class AmbiguityCount:
   def warn(self) -> None:
     if self.codes:
       total = sum(self.codes.values())
-      log.warning("%s: %d IUPAC ambiguity code%s (%s) read as N (first at %s)", self.source, total,
-                  "" if total == 1 else "s",
+      log.warning("%s: IUPAC ambiguity codes read as N: %d in the bases read (%s), first at %s",
+                  self.source, total,
                   ", ".join(f"{c} x{n}" for c, n in sorted(self.codes.items())), self.first)
       self.codes.clear()
 
@@ -285,6 +285,8 @@ def _build_index(path: str, bgzip: bool, reason: str) -> None:
     os.replace(tmp, index)
   except pyfaidx.FastaIndexingError as e:
     raise GenomeError(f"cannot index the FASTA {path}: {e}") from None
+  except ValueError as e:  # pyfaidx: 'Duplicate key "name"'
+    raise GenomeError(f"cannot index the FASTA {path}: {_duplicate(e)}") from None
   except OSError as e:
     raise GenomeError(f"{reason}, and rebuilding it failed: {e}") from None
   finally:
@@ -293,6 +295,13 @@ def _build_index(path: str, bgzip: bool, reason: str) -> None:
   if bgzip and os.path.exists(path + ".gzi") and os.path.getmtime(path + ".gzi") < \
       os.path.getmtime(path):
     os.remove(path + ".gzi")  # pyfaidx rebuilds a missing .gzi
+
+
+def _duplicate(error: Exception) -> str:
+  text = str(error)
+  if text.startswith("Duplicate key"):
+    return f"more than one record is named {text.split(' ', 2)[-1]}"
+  return text
 
 
 class _RawReader:
@@ -377,7 +386,8 @@ def _open_indexed(path: str, bgzip: bool):
       raise GenomeError(f"cannot index the FASTA {path}: {e}") from None
     except (ValueError, IndexError) as e:  # duplicate names, a malformed .fai line
       if attempt or "Duplicate" in str(e):
-        raise GenomeError(f"cannot read the FASTA {path} with its index {index}: {e}") from None
+        raise GenomeError(f"cannot read the FASTA {path} with its index {index}: "
+                          f"{_duplicate(e)}") from None
       mismatch = f"the index is malformed ({e})"
     except OSError as e:
       raise GenomeError(f"cannot open the FASTA {path}: {e}") from None
