@@ -193,7 +193,8 @@ def targets_with(path_maker):
 def train_digit_genome(train_inputs, case):
   text = (train_inputs / "genome.fa").read_text().splitlines()
   text[1] = text[1][:400] + "9" + text[1][401:]  # chr1, inside the first training window
-  return {"fasta": _write(case / "genome.fa", "\n".join(text) + "\n")}
+  _write(case / "genome.fa", "\n".join(text) + "\n")
+  return {"fasta": _indexed(case / "genome.fa", {})}
 
 
 def _header(vcf_lines):

@@ -64,13 +64,12 @@ from tf_seqmodels.data.vcf import Variant, read_vcf
 from tf_seqmodels.errors import DataError
 from tf_seqmodels.tasks import metrics
 
-STATISTICS = ("diff", "log_fc", "abs_diff", "jsd")
-
 
 class VariantInputError(DataError):
   """A VCF run that cannot score any variant (the reasons are counted in the message)."""
 
 
+STATISTICS = ("diff", "log_fc", "abs_diff", "jsd")
 # The statistics that mean something for each head kind (models.base.HEAD_KINDS).
 KIND_STATISTICS = {
     "tracks": ("diff", "log_fc", "abs_diff"),
@@ -141,7 +140,8 @@ def check_reference(genome: Genome, variant: Variant) -> Optional[str]:
     return f"unknown chromosome: {genome.missing_chromosome(variant.chrom)}"
   end = variant.start + len(variant.ref)
   if end > genome.chrom_sizes[variant.chrom]:
-    return f"past the chromosome end: REF allele ends at {end}, past the end of {variant.chrom}"
+    return (f"past the chromosome end: REF allele ends at {end}, {variant.chrom} has "
+            f"{genome.chrom_sizes[variant.chrom]} bp")
   found = genome.fetch(variant.chrom, variant.start, end)
   if found != variant.ref:
     return f"reference mismatch: VCF REF {variant.ref}, FASTA {found}"
@@ -154,7 +154,7 @@ def summarise_skipped(skipped: Sequence["Skipped"]) -> str:
   for s in skipped:
     kind, _, detail = s.reason.partition(": ")
     kinds.setdefault(kind, [0, detail or kind])[0] += 1
-  return ", ".join(f"{n} {kind} (e.g. {s_detail})" for kind, (n, s_detail) in
+  return ", ".join(f"{n} {kind} (e.g. {example})" for kind, (n, example) in
                    sorted(kinds.items(), key=lambda item: -item[1][0]))
 
 

@@ -38,8 +38,8 @@ from tf_seqmodels.data.tfrecords import (basenji_dataset, basenji_splits,  # noq
                                          read_statistics, write_basenji_tfrecords)
 from tf_seqmodels.data.synthetic import SyntheticConfig, generate_synthetic_dataset  # noqa: E402
 
-__all__ += ["DataSplits", "IntervalError", "check_regions", "read_bed", "split_regions", "table_splits",
-            "tile_regions", "write_bed", "TrackDataConfig", "TrackSource", "TrackSpec",
-            "TrackWindows", "load_windows", "read_targets_table", "track_splits",
+__all__ += ["DataSplits", "IntervalError", "check_regions", "read_bed", "split_regions",
+            "table_splits", "tile_regions", "write_bed", "TrackDataConfig", "TrackSource",
+            "TrackSpec", "TrackWindows", "load_windows", "read_targets_table", "track_splits",
             "write_targets_table", "basenji_dataset", "basenji_splits", "read_statistics",
             "write_basenji_tfrecords", "SyntheticConfig", "generate_synthetic_dataset"]

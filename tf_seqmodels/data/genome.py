@@ -155,8 +155,9 @@ def base_indices(sequence: Union[str, bytes], source: str, record: str, offset: 
     i = int(bad[0])
     char = chr(raw[i]) if isinstance(sequence, bytes) else sequence[i]
     raise GenomeError(f"{source}: invalid character {char!r} in record {record} at position "
-                      f"{offset + i + 1:,} ({bad.size} invalid in the bases read); a FASTA may hold "
-                      f"A, C, G, T, N (either case) and IUPAC codes {IUPAC_AMBIGUITY} (read as N)")
+                      f"{offset + i + 1:,} ({bad.size} invalid in the bases read); a FASTA may "
+                      f"hold A, C, G, T, N (either case) and IUPAC codes {IUPAC_AMBIGUITY} (read "
+                      f"as N)")
   codes = np.flatnonzero(idx == 5)
   if codes.size:
     if ambiguity is not None:
