@@ -208,11 +208,11 @@ CASES = {
     "predict-invalid-character": (
         predict(">s1\nACGT\n>s2\nACXT\n"), r"seqs.fa: invalid character 'X' in record s2 at "
         r"position 3"),
-    "predict-fasta-directory": (predict(None), r"seqs.fa is a directory, expected a FASTA file"),
-    "predict-empty-fasta": (predict(""), r"seqs.fa is empty: a FASTA starts with a '>' header"),
-    "predict-bed-as-fasta": (predict("chr1\t10\t20\n"), r"seqs.fa is not a FASTA: its first line "
+    "predict-fasta-directory": (predict(None), r"seqs.fa is a directory, expected a FASTA file$"),
+    "predict-empty-fasta": (predict(""), r"seqs.fa is empty: a FASTA file starts with a '>' header"),
+    "predict-bed-as-fasta": (predict("chr1\t10\t20\n"), r"seqs.fa is not a FASTA file: its first line "
                              r"is 'chr1\\t10\\t20'"),
-    "predict-binary-as-fasta": (predict(b"\x00\x01\x02\x03"), r"seqs.fa is not a FASTA: it is a "
+    "predict-binary-as-fasta": (predict(b"\x00\x01\x02\x03"), r"seqs.fa is not a FASTA file: it is a "
                                 r"binary file"),
     # score-variants: VCF
     "vcf-chr-prefix-mismatch": (
@@ -228,7 +228,7 @@ CASES = {
     "vcf-bad-position": (score_variants(_header(SNV + "1\tx\t.\tA\tC\n")),
                          r"v.vcf:4: POS 'x' is not an integer"),
     "vcf-no-records": (score_variants(_header("")), r"v.vcf: no variant records"),
-    "vcf-directory": (score_variants(None), r"v.vcf is a directory, expected a VCF file"),
+    "vcf-directory": (score_variants(None), r"v.vcf is a directory, expected a VCF file$"),
     # score-variants: genome FASTA
     "fasta-gzip-not-bgzip": (
         score_variants(_header(SNV), gzip_genome), r"genome.fa.gz is gzip-compressed, which "
@@ -238,7 +238,7 @@ CASES = {
         r"FASTA .*genome.fa \(the lines of record 1 are not 60 bases long\), and it cannot be "
         r"\(re\)built because .* is read-only"),
     "fasta-directory": (score_variants(_header(SNV), directory),
-                        r"genome_dir is a directory, expected a genome FASTA file"),
+                        r"genome_dir is a directory, expected a genome FASTA file$"),
     # contributions: regions through the interval reader, against the genome
     "regions-past-chromosome-end": (
         contributions("1\t100\t200\n1\t1950\t2050\n"), r"peaks.bed:2: interval 1:1950-2050 ends "
@@ -257,7 +257,7 @@ CASES = {
         r".*genome.fa; .*genome.fa names chromosomes without 'chr' \(2\)"),
     "regions-not-integers": (contributions("1\tstart\tend\n"),
                              r"peaks.bed:1: start and end \(columns 2, 3\) must be integers"),
-    "regions-directory": (contributions(None), r"peaks.bed is a directory, expected a BED file"),
+    "regions-directory": (contributions(None), r"peaks.bed is a directory, expected a BED file$"),
     "fasta-invalid-character-in-window": (
         contributions("1\t900\t1100\n", digit_genome), r"genome.fa: invalid character '7' in "
         r"record 1 at position 1,001"),
@@ -281,7 +281,7 @@ CASES = {
         r"cov.bw is not a bigWig file: it is a text file"),
     "train-bigwig-is-directory": (
         train(targets_with(lambda case: (case / "cov_dir").mkdir() or str(case / "cov_dir"))),
-        r"cov_dir is a directory, expected a bigWig file"),
+        r"cov_dir is a directory, expected a bigWig file$"),
     "train-invalid-character-in-genome": (
         train(train_digit_genome), r"genome.fa: invalid character '9' in record chr1 at "
         r"position 401"),
@@ -319,5 +319,5 @@ def test_bad_input_file(name, world, tmp_path, capsys, monkeypatch):
   assert code == 2, err
   assert f"tf-seqmodels {argv[0]}: error: " in err and "Traceback" not in err, err
   import re
-  assert re.search(message, err), err
+  assert re.search(message, err, re.MULTILINE), err
   assert _snapshot(case, world / "inputs", world / "train") == before  # nothing written or changed

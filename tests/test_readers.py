@@ -162,7 +162,7 @@ def test_records_fasta_validation(tmp_path, caplog):
   with pytest.raises(GenomeError, match="record a has no sequence"):
     read_fasta_records(path)
   path.write_text("ACGT\n")
-  with pytest.raises(GenomeError, match="is not a FASTA: its first line is 'ACGT'"):
+  with pytest.raises(GenomeError, match="is not a FASTA file: its first line is 'ACGT'"):
     read_fasta_records(path)
 
 
@@ -212,7 +212,7 @@ def test_bed_and_narrowpeak_readers_share_one_path(tmp_path):
   with gzip.open(tmp_path / "p.bed.gz", "wt") as f:
     f.write("1 10 20\n")  # whitespace-separated, gzip
   assert list(read_bed(tmp_path / "p.bed.gz").end) == [20]
-  with pytest.raises(DataError, match="is a directory, expected a BED file"):
+  with pytest.raises(DataError, match="is a directory, expected a BED file$"):
     read_bed(tmp_path)
   regions = Regions.from_intervals(["1"], [5], [15])
   assert regions.line is None and regions.where(0) == ""

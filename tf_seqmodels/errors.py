@@ -22,5 +22,6 @@ def require_file(path: Union[str, os.PathLike], what: str) -> str:
   if not os.path.exists(path):
     raise FileNotFoundError(f"{what} not found: {path}")
   if os.path.isdir(path):
-    raise DataError(f"{path} is a directory, expected a {what} file")
+    raise DataError(f"{path} is a directory, expected a {what}"
+                    f"{'' if what.endswith('file') else ' file'}")
   return path

@@ -207,7 +207,7 @@ def _sniff(path: str, what: str) -> str:
 
 # --- records FASTA (one input sequence per record) ---------------------------------------------
 
-def read_fasta_records(path: PathLike, what: str = "FASTA") -> tuple[list[str], list[str]]:
+def read_fasta_records(path: PathLike, what: str = "FASTA file") -> tuple[list[str], list[str]]:
   """(names, upper-case sequences) of every record of a FASTA (plain, gzip or bgzip), validated
   as the genome reader does: IUPAC ambiguity codes become N (one counted warning), any other
   non-ACGTN character is a GenomeError naming record and position."""
