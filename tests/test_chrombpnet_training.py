@@ -126,7 +126,8 @@ def test_narrowpeak_and_fold_files(tmp_path):
   with pytest.raises(ValueError, match="bad.bed:1: expected 10"):
     read_narrowpeak(tmp_path / "bad.bed")
   (tmp_path / "bad2.bed").write_text("chr1\t100\t300\t.\t0\t.\t1\t1\t1\tsummit\n")
-  with pytest.raises(ValueError, match="must be integers"):
+  with pytest.raises(ValueError, match=r"bad2.bed:1: the narrowPeak summit \(column 10\) must be "
+                     r"an integer"):
     read_narrowpeak(tmp_path / "bad2.bed")
   with pytest.raises(FileNotFoundError):
     read_narrowpeak(tmp_path / "absent.bed")
@@ -152,7 +153,7 @@ def test_genome_and_signal_checks(genome_dir, tmp_path):
     assert len(genome.fetch("chr1", 100, 400)) == 300
     with pytest.raises(GenomeError, match="outside chr5"):
       genome.fetch("chr5", 39_900, 40_100)
-    with pytest.raises(GenomeError, match="'chr' prefixes"):
+    with pytest.raises(GenomeError, match="names chromosomes with 'chr' \\(chr5\\)"):
       genome.fetch("5", 0, 10)
     with pytest.raises(GenomeError, match="outside"):
       signal.values("chr1", -5, 10)
@@ -174,7 +175,8 @@ def test_genome_and_signal_checks(genome_dir, tmp_path):
                             ChromBPNetDataConfig(input_length=INPUT, output_length=OUTPUT))
   # Regions and fold named "5" against a "chr5" genome: a naming mismatch, not a silent drop.
   (tmp_path / "ensembl.bed").write_text("5\t1000\t1100\t.\t0\t.\t1\t1\t1\t50\n")
-  with pytest.raises(GenomeError, match=r"\['5'\] not in the FASTA.*'chr' prefixes"):
+  with pytest.raises(GenomeError, match=r"ensembl.bed:1: .*\['5'\] not in the FASTA.*names "
+                     r"chromosomes with 'chr' \(chr5\)"):
     prepare_chrombpnet_data(tmp_path / "ensembl.bed", tmp_path / "ensembl.bed", fasta,
                             root / "signal.bw", Fold(train=("4",), test=("5",)),
                             ChromBPNetDataConfig(input_length=INPUT, output_length=OUTPUT))

@@ -225,26 +225,8 @@ def cmd_demo(args) -> int:
 
 
 def _read_fasta(path: str) -> tuple[list[str], list[str]]:
-  if not os.path.exists(path):
-    raise FileNotFoundError(f"FASTA file not found: {path}")
-  names, seqs, chunks = [], [], []
-  with open(path) as f:
-    for line in f:
-      line = line.strip()
-      if line.startswith(">"):
-        if names:
-          seqs.append("".join(chunks))
-        names.append(line[1:].split()[0] if len(line) > 1 else f"record{len(names)}")
-        chunks = []
-      elif line:
-        if not names:
-          raise ValueError(f"{path}: sequence data before the first '>' header")
-        chunks.append(line)
-  if names:
-    seqs.append("".join(chunks))
-  if not names:
-    raise ValueError(f"{path}: no FASTA records")
-  return names, seqs
+  from tf_seqmodels.data.genome import read_fasta_records  # the one validation of FASTA bases
+  return read_fasta_records(path)
 
 
 def _predict_fasta(model, model_name: str, fasta: str, output: str, batch_size: int) -> None:

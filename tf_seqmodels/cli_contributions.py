@@ -67,11 +67,12 @@ def run(args) -> int:
   length = model.sequence_length
   if length is None:
     raise ValueError("the model has no fixed input length")
-  centres = read_region_centres(args.regions)[:args.max_regions]
-  if not centres:
-    raise ValueError(f"{args.regions}: no regions")
-  os.makedirs(args.output_dir, exist_ok=True)
   with Genome(args.fasta) as genome:
+    centres = read_region_centres(args.regions, genome.chrom_sizes, genome.path,
+                                  window=length)[:args.max_regions]
+    if not centres:
+      raise ValueError(f"{args.regions}: no regions")
+    os.makedirs(args.output_dir, exist_ok=True)
     chroms = [c for c, _ in centres]
     starts = [p - length // 2 for _, p in centres]
     one_hot = np.stack([one_hot_indices(genome.fetch_window(c, s, s + length))
@@ -120,8 +121,8 @@ def run(args) -> int:
   projected = (hypothetical * one_hot).sum(-1)
   bigwig = os.path.join(args.output_dir, "contributions.bw")
   write_contribution_bigwig(bigwig, chrom_sizes, chroms, starts, projected)
-  atomic_write_text(os.path.join(args.output_dir, "regions.bed"), "".join(
-      f"{c}\t{s}\t{s + length}\n" for c, s in zip(chroms, starts)))
+  atomic_write_text(os.path.join(args.output_dir, "regions.bed"), "".join(  # on the chromosome
+      f"{c}\t{max(s, 0)}\t{min(s + length, chrom_sizes[c])}\n" for c, s in zip(chroms, starts)))
   half = min(args.logo_width, length) // 2
   for k in range(min(args.logos, len(chroms))):
     lo = length // 2 - half

@@ -53,15 +53,21 @@ from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence
 import numpy as np
 
 from tf_seqmodels.analysis.inference import AnalysisModel, BatchRunner
-from tf_seqmodels.analysis.regions import bed_rows
 from tf_seqmodels.config import (Config, ConfigError, apply_default_permissions, atomic_output,
                                  temporary_path)
 from tf_seqmodels.data.encoding import (SequenceError, indices_to_one_hot,
                                         reverse_complement_indices, sequence_to_indices)
 from tf_seqmodels.data.genome import Genome
+from tf_seqmodels.data.intervals import read_bed
 from tf_seqmodels.data.strands import CopyAverage
 from tf_seqmodels.data.vcf import Variant, read_vcf
+from tf_seqmodels.errors import DataError
 from tf_seqmodels.tasks import metrics
+
+
+class VariantInputError(DataError):
+  """A VCF run that cannot score any variant (the reasons are counted in the message)."""
+
 
 STATISTICS = ("diff", "log_fc", "abs_diff", "jsd")
 # The statistics that mean something for each head kind (models.base.HEAD_KINDS).
@@ -127,18 +133,29 @@ def one_hot_indices(indices: np.ndarray) -> np.ndarray:
 
 
 def check_reference(genome: Genome, variant: Variant) -> Optional[str]:
-  """Why `variant` cannot be scored against `genome`, or None if it can."""
-  if variant.symbolic:
-    return f"symbolic or non-ACGTN allele {variant.ref}>{variant.alt}"
+  """Why `variant` cannot be scored against `genome` ('<kind>: <details>'), or None if it can."""
+  if variant.unscorable:
+    return variant.unscorable
   if variant.chrom not in genome.chrom_sizes:
-    return f"chromosome {variant.chrom} not in the FASTA"
+    return f"unknown chromosome: {genome.missing_chromosome(variant.chrom)}"
   end = variant.start + len(variant.ref)
   if end > genome.chrom_sizes[variant.chrom]:
-    return f"REF allele ends at {end}, past the end of {variant.chrom}"
+    return (f"past the chromosome end: REF allele ends at {end}, {variant.chrom} has "
+            f"{genome.chrom_sizes[variant.chrom]} bp")
   found = genome.fetch(variant.chrom, variant.start, end)
   if found != variant.ref:
     return f"reference mismatch: VCF REF {variant.ref}, FASTA {found}"
   return None
+
+
+def summarise_skipped(skipped: Sequence["Skipped"]) -> str:
+  """'3 unknown chromosome (e.g. ...), 1 reference mismatch (e.g. ...)': counts per kind."""
+  kinds: dict[str, list] = {}
+  for s in skipped:
+    kind, _, detail = s.reason.partition(": ")
+    kinds.setdefault(kind, [0, detail or kind])[0] += 1
+  return ", ".join(f"{n} {kind} (e.g. {example})" for kind, (n, example) in
+                   sorted(kinds.items(), key=lambda item: -item[1][0]))
 
 
 def variant_windows(genome: Genome, variant: Variant, anchor: int,
@@ -344,7 +361,7 @@ def variant_targets(variants: Iterable[Variant], genome: Genome,
   for variant in variants:
     reason = check_reference(genome, variant)
     if not reason and max(len(variant.ref), len(variant.alt)) > length // 4:
-      reason = f"allele longer than a quarter of the {length}-bp window"
+      reason = f"allele too long: longer than a quarter of the {length}-bp window"
     if reason:
       skipped.append(Skipped(variant, reason))
       continue
@@ -355,7 +372,8 @@ def variant_targets(variants: Iterable[Variant], genome: Genome,
     v_start, v_end = variant.start, variant.start + len(variant.ref)
     hits = index.within(variant.chrom, v_end + half - length, v_start + half)
     if not hits:
-      skipped.append(Skipped(variant, "no TSS within the model's input window"))
+      skipped.append(Skipped(variant, "no TSS in reach: no TSS within the model's input "
+                                      "window"))
     for name, tss in hits:
       yield variant, tss, name
 
@@ -490,12 +508,11 @@ def score_sequence_pairs(model: AnalysisModel, ref_sequences: Sequence[str],
 def read_tss_bed(path: str) -> list[tuple[str, int, str]]:
   """(chrom, 0-based TSS, name) from a BED (>= 3 columns; strand in column 6: '-' genes start
   at end - 1)."""
-  out = []
-  for fields, start, end in bed_rows(path, "genes BED"):
-    strand = fields[5] if len(fields) > 5 else "+"
-    name = fields[3] if len(fields) > 3 else f"{fields[0]}:{start}"
-    out.append((fields[0], end - 1 if strand == "-" else start, name))
-  return out
+  genes = read_bed(path)
+  names = [n if n != "." else f"{c}:{s}" for c, s, n in zip(genes.chrom, genes.start,
+                                                           genes.extra[:, 0])]
+  tss = np.where(genes.is_minus, genes.end - 1, genes.start)
+  return [(str(c), int(t), str(n)) for c, t, n in zip(genes.chrom, tss, names)]
 
 
 def pca_summary(scores: np.ndarray, num_components: int = 20) -> dict[str, np.ndarray]:
@@ -627,7 +644,11 @@ def score_vcf(model: AnalysisModel, vcf: str, fasta: str, output: str,
 
   Skipped variants (reference mismatches, symbolic alleles, unknown chromosomes, no TSS in
   reach) are listed in `<output>.skipped.tsv`. Returns {"scored", "skipped", "output",
-  "skipped_file"}.
+  "skipped_file", "skipped_reasons", "skipped_summary" (counts per kind)}.
+
+  Raises:
+    VariantInputError: no variant could be scored (the message counts the reasons, with a
+      'chr'-prefix hint for a chromosome naming mismatch); nothing is written then.
   """
   from tqdm import tqdm
   variants = list(read_vcf(vcf))
@@ -646,6 +667,9 @@ def score_vcf(model: AnalysisModel, vcf: str, fasta: str, output: str,
         # included); in gene mode a variant may fill several rows.
         bar.update(variants.index(batch.variants[-1], max(bar.n - 1, 0)) + 1 - bar.n)
       bar.update(len(variants) - bar.n)
+    if not writer.count:  # nothing to write: no output, and the reason, not an empty file
+      raise VariantInputError(f"no variant of {vcf} was scored: all {len(variants)} were skipped: "
+                              f"{summarise_skipped(skipped)}")
     if pca_components:
       writer.add_pca(pca_components)
   except BaseException:
@@ -654,7 +678,8 @@ def score_vcf(model: AnalysisModel, vcf: str, fasta: str, output: str,
   writer.close()
   skipped_file = write_skipped(output, skipped)
   return {"scored": writer.count, "skipped": len(skipped), "output": output,
-          "skipped_file": skipped_file, "skipped_reasons": [s.reason for s in skipped]}
+          "skipped_file": skipped_file, "skipped_reasons": [s.reason for s in skipped],
+          "skipped_summary": summarise_skipped(skipped)}
 
 
 def write_skipped(output: str, skipped: Sequence[Skipped]) -> str:

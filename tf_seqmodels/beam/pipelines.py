@@ -151,7 +151,8 @@ def score_vcf_beam(model, vcf: str, fasta: str, output: str, config, *, run: Bea
   from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
   from tf_seqmodels.analysis.inference import BatchRunner
   from tf_seqmodels.analysis.variants import (HDF5ScoreWriter, ScoredBatch, Skipped, TSVScoreWriter,
-                                              read_tss_bed, scored_heads, write_skipped)
+                                              VariantInputError, read_tss_bed, scored_heads,
+                                              summarise_skipped, write_skipped)
   from tf_seqmodels.beam import worker
   from tf_seqmodels.data.genome import Genome
   from tf_seqmodels.data.vcf import Variant, read_vcf
@@ -191,6 +192,8 @@ def score_vcf_beam(model, vcf: str, fasta: str, output: str, config, *, run: Bea
        | "score" >> beam.ParDo(worker.ScoreVariant(config, heads, axes, kinds, perms))
        | "write scores" >> beam.ParDo(worker.WriteShards(shards, "scores")))
       _ = windows.skipped | "write skipped" >> beam.ParDo(worker.WriteShards(shards, "skipped"))
+    skipped = [Skipped(Variant(*fields), reason)
+               for _, fields, reason in merged_rows(work, "skipped")]
     writer = writer_class(output, {"model": model.name, "config": config.to_json(), "vcf": vcf,
                                    "fasta": fasta})
     try:
@@ -201,17 +204,19 @@ def score_vcf_beam(model, vcf: str, fasta: str, output: str, config, *, run: Bea
             {h: np.concatenate([row[5][h] for row in rows]) for h in heads},
             {h: {s: np.concatenate([row[6][h][s] for row in rows]) for s in stats}
              for h, stats in heads.items()}))
+      if not writer.count:  # as the single-process scorer: the reason, not an empty file
+        raise VariantInputError(f"no variant of {vcf} was scored: all {len(skipped)} were "
+                                f"skipped: {summarise_skipped(skipped)}")
       if pca_components:
         writer.add_pca(pca_components)
     except BaseException:
       writer.abort()
       raise
     writer.close()
-    skipped = [Skipped(Variant(*fields), reason)
-               for _, fields, reason in merged_rows(work, "skipped")]
   skipped_file = write_skipped(output, skipped)
   return {"scored": writer.count, "skipped": len(skipped), "output": output,
-          "skipped_file": skipped_file, "skipped_reasons": [s.reason for s in skipped]}
+          "skipped_file": skipped_file, "skipped_reasons": [s.reason for s in skipped],
+          "skipped_summary": summarise_skipped(skipped)}
 
 
 # --- predict -------------------------------------------------------------------------------------

@@ -28,8 +28,9 @@ __all__ += ["ChromBPNetData", "ChromBPNetDataConfig", "Fold", "Regions", "Region
             "read_fold", "read_narrowpeak", "write_narrowpeak", "BigWigSignal", "Genome",
             "GenomeError", "read_chrom_sizes"]
 
-from tf_seqmodels.data.intervals import (DataSplits, check_regions, read_bed, split_regions,  # noqa: E402
-                                         table_splits, tile_regions, write_bed)
+from tf_seqmodels.data.intervals import (DataSplits, IntervalError, check_regions,  # noqa: E402
+                                         read_bed, split_regions, table_splits, tile_regions,
+                                         write_bed)
 from tf_seqmodels.data.tracks import (TrackDataConfig, TrackSource, TrackSpec,  # noqa: E402
                                       TrackWindows, load_windows, read_targets_table,
                                       track_splits, write_targets_table)
@@ -37,8 +38,8 @@ from tf_seqmodels.data.tfrecords import (basenji_dataset, basenji_splits,  # noq
                                          read_statistics, write_basenji_tfrecords)
 from tf_seqmodels.data.synthetic import SyntheticConfig, generate_synthetic_dataset  # noqa: E402
 
-__all__ += ["DataSplits", "check_regions", "read_bed", "split_regions", "table_splits",
-            "tile_regions", "write_bed", "TrackDataConfig", "TrackSource", "TrackSpec",
-            "TrackWindows", "load_windows", "read_targets_table", "track_splits",
+__all__ += ["DataSplits", "IntervalError", "check_regions", "read_bed", "split_regions",
+            "table_splits", "tile_regions", "write_bed", "TrackDataConfig", "TrackSource",
+            "TrackSpec", "TrackWindows", "load_windows", "read_targets_table", "track_splits",
             "write_targets_table", "basenji_dataset", "basenji_splits", "read_statistics",
             "write_basenji_tfrecords", "SyntheticConfig", "generate_synthetic_dataset"]

@@ -38,8 +38,8 @@ from tf_seqmodels.data.encoding import reverse_complement_indices  # noqa: F401 
 from tf_seqmodels.data.genome import BigWigSignal, Genome, GenomeError, check_chromosomes
 # Regions, narrowPeak I/O and folds live in data.intervals (shared with the track pipelines);
 # they stay importable from here.
-from tf_seqmodels.data.intervals import (DataSplits, Fold, Regions, make_fold,  # noqa: F401
-                                         read_fold, read_narrowpeak, window_bounds,
+from tf_seqmodels.data.intervals import (DataSplits, Fold, Regions, check_regions,  # noqa: F401
+                                         make_fold, read_fold, read_narrowpeak, window_bounds,
                                          write_narrowpeak)
 
 log = logging.getLogger(__name__)
@@ -62,8 +62,8 @@ def filter_edge_regions(regions: Regions, chrom_sizes: dict[str, int], width: in
   sizes = np.array([chrom_sizes[c] for c in regions.chrom], np.int64)
   keep = (start >= 0) & (end <= sizes)
   if (~keep).any():
-    log.info("dropped %d of %d %s whose %d bp window leaves the chromosome", int((~keep).sum()),
-             len(regions), what, width)
+    log.warning("dropped %d of %d %s whose %d bp window leaves the chromosome",
+                int((~keep).sum()), len(regions), what, width)
   return regions.subset(keep)
 
 
@@ -345,9 +345,10 @@ def _open_inputs(genome_fasta, bigwig, fold: Fold, regions: Sequence[Regions]):
   try:
     fold_chroms = fold.train + fold.valid + fold.test
     for r in regions:
-      used = set(r.on_chromosomes(fold_chroms).chrom)
-      check_chromosomes(used, genome.chrom_sizes, f"the FASTA {genome.path}")
-      check_chromosomes(used, signal.chrom_sizes, f"the bigWig {signal.path}")
+      used = r.on_chromosomes(fold_chroms)
+      if len(used):  # file:line of an unknown chromosome or an interval off its chromosome
+        check_regions(used, genome.chrom_sizes, f"the FASTA {genome.path}")
+      check_chromosomes(set(used.chrom), signal.chrom_sizes, f"the bigWig {signal.path}")
     for chrom in set(genome.chrom_sizes) & set(signal.chrom_sizes):
       if genome.chrom_sizes[chrom] != signal.chrom_sizes[chrom]:
         raise GenomeError(f"{chrom} is {genome.chrom_sizes[chrom]} bp in the FASTA but "

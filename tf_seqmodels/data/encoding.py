@@ -15,13 +15,15 @@ from typing import Sequence, Union
 import numpy as np
 import tensorflow as tf
 
+from tf_seqmodels.errors import DataError
+
 ALPHABET = "ACGT"
 COMPLEMENT = str.maketrans("ACGTNacgtn", "TGCANtgcan")
 
 Array = Union[np.ndarray, tf.Tensor]
 
 
-class SequenceError(ValueError):
+class SequenceError(DataError):
   """A DNA sequence or one-hot array is malformed (bad character, length or shape)."""
 
 

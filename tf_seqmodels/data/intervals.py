@@ -17,8 +17,10 @@ tensor})`, the element structure `training.fit` and `training.evaluate` consume.
 
 Errors (all raised before any TensorFlow work):
   FileNotFoundError   a file does not exist
-  ValueError          malformed line (the message names file:line), or a file / set with no intervals
-  GenomeError         unknown chromosome (with a 'chr'-prefix hint), interval off the chromosome end
+  IntervalError       (a GenomeError, a ValueError) a malformed line or interval, an unknown
+                      chromosome (with a 'chr'-prefix hint), an interval off the chromosome end
+                      or a summit outside its interval: the message names file:line
+  ValueError          an empty set of intervals
   ConfigError         fold JSON naming a chromosome twice
 """
 
@@ -34,7 +36,9 @@ from typing import Callable, Iterable, Mapping, Optional, Sequence, Union
 import numpy as np
 
 from tf_seqmodels.config import Config, ConfigError, atomic_write_text
-from tf_seqmodels.data.genome import GenomeError, check_chromosomes
+from tf_seqmodels.data.genome import (GenomeError, check_chromosomes, chromosome_hint,
+                                      name_examples)
+from tf_seqmodels.errors import require_file
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +63,8 @@ class Regions:
   end: np.ndarray  # [N] int64
   summit: np.ndarray  # [N] int64, offset from start
   extra: np.ndarray  # [N, 6] str
+  line: Optional[np.ndarray] = None  # [N] int64 line numbers in `source` (read from a file)
+  source: Optional[str] = None  # the file the regions were read from
 
   def __post_init__(self):
     self.chrom = np.asarray(self.chrom, dtype=object)
@@ -66,6 +72,12 @@ class Regions:
     self.end = np.asarray(self.end, np.int64)
     self.summit = np.asarray(self.summit, np.int64)
     self.extra = np.asarray(self.extra, dtype=object).reshape(len(self.chrom), 6)
+    if self.line is not None:
+      self.line = np.asarray(self.line, np.int64)
+
+  def where(self, i: int) -> str:
+    """'file:line: ' of region `i` when the regions were read from a file, else ''."""
+    return f"{self.source}:{self.line[i]}: " if self.line is not None else ""
 
   @classmethod
   def from_centres(cls, chrom: Sequence[str], centre: Sequence[int], width: int = 1) -> "Regions":
@@ -104,7 +116,7 @@ class Regions:
 
   def subset(self, index) -> "Regions":
     return Regions(self.chrom[index], self.start[index], self.end[index], self.summit[index],
-                   self.extra[index])
+                   self.extra[index], None if self.line is None else self.line[index], self.source)
 
   def on_chromosomes(self, chroms: Iterable[str]) -> "Regions":
     return self.subset(np.isin(self.chrom.astype(str), np.asarray(list(chroms), dtype=str)))
@@ -112,12 +124,16 @@ class Regions:
   def resized(self, width: int) -> "Regions":
     """Windows of `width` centred on each region's centre (summit = width // 2), strand kept."""
     start, end = window_bounds(self.centre, width)
-    return Regions(self.chrom, start, end, np.full(len(self), width // 2), self.extra)
+    return Regions(self.chrom, start, end, np.full(len(self), width // 2), self.extra, self.line,
+                   self.source)
 
   @staticmethod
   def concatenate(parts: Sequence["Regions"]) -> "Regions":
+    one_file = len({p.source for p in parts}) == 1 and all(p.line is not None for p in parts)
     return Regions(*(np.concatenate([getattr(p, f) for p in parts]) for f in
-                     ("chrom", "start", "end", "summit", "extra")))
+                     ("chrom", "start", "end", "summit", "extra")),
+                   np.concatenate([p.line for p in parts]) if one_file else None,
+                   parts[0].source if one_file else None)
 
 
 def window_bounds(centre: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
@@ -126,94 +142,119 @@ def window_bounds(centre: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarra
   return start, start + width
 
 
+class IntervalError(GenomeError):
+  """A BED / narrowPeak line is malformed or its interval is not on the genome (the message
+  names file and line)."""
+
+
 def _open_text(path: str):
-  return gzip.open(path, "rt") if path.endswith(".gz") else open(path)
+  with open(path, "rb") as f:
+    gzipped = f.read(2) == b"\x1f\x8b"  # gzip or bgzip, whatever the name
+  # latin-1 never fails to decode: a binary file given by mistake fails on its columns instead.
+  return gzip.open(path, "rt", encoding="latin-1") if gzipped else open(path, encoding="latin-1")
 
 
-def _require(path: PathLike, what: str) -> str:
-  path = os.fspath(path)
-  if not os.path.exists(path):
-    raise FileNotFoundError(f"{what} not found: {path}")
-  if os.path.isdir(path):
-    raise ValueError(f"{path} is a directory, expected a {what}")
-  return path
+def _read_intervals(path: PathLike, what: str, narrowpeak: bool,
+                    chrom_sizes: Optional[Mapping[str, int]], genome: str) -> Regions:
+  """The one BED / narrowPeak reader behind `read_bed` and `read_narrowpeak` (see there)."""
+  path = require_file(path, what)
+  chrom, start, end, summit, extra, lines = [], [], [], [], [], []
+  unknown: dict[str, int] = {}  # chromosome -> first line
+  try:
+    with _open_text(path) as f:
+      for number, line in enumerate(f, 1):
+        if not line.strip() or line.startswith(("#", "track", "browser")):
+          continue
+        fields = line.rstrip("\r\n").split("\t") if "\t" in line else line.split()
+        where = f"{path}:{number}:"
+        if narrowpeak and len(fields) < 10:
+          raise IntervalError(f"{where} expected 10 tab-separated narrowPeak columns (summit "
+                              f"offset in column 10), got {len(fields)}")
+        if len(fields) < 3:
+          raise IntervalError(f"{where} expected at least 3 columns (chrom, start, end), got "
+                              f"{len(fields)}: {line.strip()[:80]!r}")
+        try:
+          s, e = int(fields[1]), int(fields[2])
+        except ValueError:
+          raise IntervalError(f"{where} start and end (columns 2, 3) must be integers, got "
+                              f"{fields[1]!r}, {fields[2]!r}") from None
+        try:
+          m = int(fields[9]) if len(fields) >= 10 else -1
+        except ValueError:
+          raise IntervalError(f"{where} the narrowPeak summit (column 10) must be an integer, "
+                              f"got {fields[9]!r}") from None
+        name = f"{fields[0]}:{s}-{e}"
+        if s < 0:
+          raise IntervalError(f"{where} invalid interval {name}: negative start")
+        if e <= s:
+          raise IntervalError(f"{where} invalid interval {name}: "
+                              f"{'empty' if e == s else 'end before start'} (need 0 <= start "
+                              f"< end)")
+        if len(fields) >= 6 and fields[5] not in ("+", "-", "."):
+          raise IntervalError(f"{where} strand (column 6) must be '+', '-' or '.', got "
+                              f"{fields[5]!r}")
+        if m < -1 or m >= e - s:  # -1: no summit (narrowPeak convention), use the midpoint
+          raise IntervalError(f"{where} summit offset {m} (column 10) is outside the {e - s}-bp "
+                              f"interval {name}")
+        if chrom_sizes is not None:
+          if fields[0] not in chrom_sizes:
+            unknown.setdefault(fields[0], number)
+          elif e > chrom_sizes[fields[0]]:
+            raise IntervalError(f"{where} interval {name} ends past the end of {fields[0]} "
+                                f"({chrom_sizes[fields[0]]:,} bp in {genome})")
+        row = list(_EMPTY_EXTRA)
+        row[:min(6, len(fields) - 3)] = fields[3:9]
+        chrom.append(fields[0])
+        start.append(s)
+        end.append(e)
+        summit.append(m if m >= 0 else (e - s) // 2)
+        extra.append(row)
+        lines.append(number)
+  except (OSError, EOFError) as e:  # a corrupt gzip stream
+    raise IntervalError(f"{path}: cannot read the {what}: {e}") from None
+  if unknown:
+    names = sorted(unknown, key=unknown.get)
+    hint = chromosome_hint(names, list(chrom_sizes), genome)
+    more = f" (and {len(names) - 1} more unknown: {', '.join(names[1:6])}" \
+           f"{', ...' if len(names) > 6 else ''})" if len(names) > 1 else ""
+    raise IntervalError(f"{path}:{unknown[names[0]]}: chromosome {names[0]} not in {genome}{more}"
+                        f"{hint or f'; it has {name_examples(list(chrom_sizes), 5)}'}")
+  if not chrom and not narrowpeak:
+    raise IntervalError(f"{path}: no intervals (the file is empty or only has comment lines)")
+  return Regions(np.array(chrom, object), np.array(start, np.int64), np.array(end, np.int64),
+                 np.array(summit, np.int64), np.array(extra, dtype=object).reshape(-1, 6),
+                 np.array(lines, np.int64), path)
 
 
-def read_narrowpeak(path: PathLike) -> Regions:
-  """Reads a 10-column narrowPeak (BED6+4) file; column 10 is the summit offset."""
-  path = _require(path, "regions file")
-  chrom, start, end, summit, extra = [], [], [], [], []
-  with _open_text(path) as f:
-    for number, line in enumerate(f, 1):
-      if not line.strip() or line.startswith(("#", "track", "browser")):
-        continue
-      fields = line.rstrip("\n").split("\t")
-      if len(fields) < 10:
-        raise ValueError(f"{path}:{number}: expected 10 tab-separated narrowPeak columns "
-                         f"(summit offset in column 10), got {len(fields)}")
-      try:
-        s, e, m = int(fields[1]), int(fields[2]), int(fields[9])
-      except ValueError:
-        raise ValueError(f"{path}:{number}: start, end and summit (columns 2, 3, 10) must be "
-                         f"integers, got {fields[1]!r}, {fields[2]!r}, {fields[9]!r}") from None
-      if s < 0 or e <= s:
-        raise ValueError(f"{path}:{number}: invalid interval {fields[0]}:{s}-{e}")
-      chrom.append(fields[0])
-      start.append(s)
-      end.append(e)
-      summit.append(m)
-      extra.append(fields[3:9])
-  return Regions(np.array(chrom, object), np.array(start), np.array(end), np.array(summit),
-                 np.array(extra, dtype=object).reshape(-1, 6))
+def read_narrowpeak(path: PathLike, chrom_sizes: Optional[Mapping[str, int]] = None,
+                    genome: str = "the genome") -> Regions:
+  """Reads a 10-column narrowPeak (BED6+4) file; column 10 is the summit offset (-1: none,
+  the midpoint is used). Validation as `read_bed`; a file without peaks gives no regions."""
+  return _read_intervals(path, "regions file", True, chrom_sizes, genome)
 
 
-def read_bed(path: PathLike) -> Regions:
+def read_bed(path: PathLike, chrom_sizes: Optional[Mapping[str, int]] = None,
+             genome: str = "the genome") -> Regions:
   """Reads BED3, BED6 (strand in column 6) or narrowPeak (summit offset in column 10).
 
-  Columns are whitespace-separated; `#`, `track` and `browser` lines are skipped; `.gz`
-  files are read transparently. The summit is column 10 when present and >= 0 (narrowPeak
-  writes -1 for "no summit"), otherwise the midpoint.
+  Columns are tab-separated (or whitespace-separated when a line has no tab); `#`, `track`
+  and `browser` lines are skipped; gzip / bgzip files are read transparently. The summit is
+  column 10 when present and >= 0 (narrowPeak writes -1 for "no summit"), otherwise the
+  midpoint. The regions remember their file and line numbers, so later checks
+  (`check_regions`) name them too.
+
+  Args:
+    chrom_sizes: when given (e.g. `Genome.chrom_sizes`), every interval must lie on a
+      chromosome of it; `genome` names it in messages.
 
   Raises:
     FileNotFoundError: no such file.
-    ValueError: a malformed line (file:line named) or a file without intervals.
+    IntervalError (a ValueError), naming file:line: a malformed line, a negative start, an
+      empty or inverted interval, a strand other than + - ., a summit outside its interval,
+      an unknown chromosome (with a 'chr'-prefix hint) or an interval past the chromosome
+      end; or a file without intervals.
   """
-  path = _require(path, "BED file")
-  chrom, start, end, summit, extra = [], [], [], [], []
-  with _open_text(path) as f:
-    for number, line in enumerate(f, 1):
-      if not line.strip() or line.startswith(("#", "track", "browser")):
-        continue
-      fields = line.split()
-      if len(fields) < 3:
-        raise ValueError(f"{path}:{number}: expected at least 3 columns (chrom, start, end), got "
-                         f"{len(fields)}: {line.strip()!r}")
-      try:
-        s, e = int(fields[1]), int(fields[2])
-        m = int(fields[9]) if len(fields) >= 10 else -1
-      except ValueError:
-        raise ValueError(f"{path}:{number}: start and end (columns 2, 3) must be integers, got "
-                         f"{fields[1]!r}, {fields[2]!r}") from None
-      if s < 0 or e <= s:
-        raise ValueError(f"{path}:{number}: invalid interval {fields[0]}:{s}-{e} (need 0 <= start "
-                         f"< end)")
-      if len(fields) >= 6 and fields[5] not in ("+", "-", "."):
-        raise ValueError(f"{path}:{number}: strand (column 6) must be '+', '-' or '.', got "
-                         f"{fields[5]!r}")
-      if m >= e - s:
-        raise ValueError(f"{path}:{number}: summit offset {m} (column 10) is outside the "
-                         f"{e - s}-bp interval")
-      row = list(_EMPTY_EXTRA)
-      row[:min(6, len(fields) - 3)] = fields[3:9]
-      chrom.append(fields[0])
-      start.append(s)
-      end.append(e)
-      summit.append(m if m >= 0 else (e - s) // 2)
-      extra.append(row)
-  if not chrom:
-    raise ValueError(f"{path}: no intervals (the file is empty or only has comment lines)")
-  return Regions(np.array(chrom, object), np.array(start), np.array(end), np.array(summit),
-                 np.array(extra, dtype=object).reshape(-1, 6))
+  return _read_intervals(path, "BED file", False, chrom_sizes, genome)
 
 
 def write_narrowpeak(path: PathLike, regions: Regions) -> None:
@@ -239,17 +280,27 @@ def write_bed(path: PathLike, regions: Regions, labels: Optional[Sequence[str]] 
 
 def check_regions(regions: Regions, chrom_sizes: Mapping[str, int], source: str) -> None:
   """Raises GenomeError unless every region's chromosome is in `chrom_sizes` and the region
-  lies on it (0 <= start < end <= size); the message names the first offender."""
+  lies on it (0 <= start < end <= size); the message names the first offender (with its
+  file:line when the regions were read from a file)."""
   if not len(regions):
     raise ValueError("no intervals to check (the region set is empty)")
-  check_chromosomes(set(regions.chrom), chrom_sizes, source)
+  missing = set(regions.chrom) - set(chrom_sizes)
+  if missing:
+    first = int(np.flatnonzero(np.isin(regions.chrom.astype(str), list(missing)))[0])
+    try:
+      check_chromosomes(missing, chrom_sizes, source)
+    except GenomeError as e:
+      raise IntervalError(f"{regions.where(first)}{e}") from None
   sizes = np.array([chrom_sizes[c] for c in regions.chrom], np.int64)
   bad = np.flatnonzero((regions.start < 0) | (regions.end > sizes) | (regions.start >= regions.end))
   if bad.size:
     i = int(bad[0])
-    raise GenomeError(f"interval {regions.chrom[i]}:{regions.start[i]}-{regions.end[i]} is off the "
-                      f"end of {regions.chrom[i]} (length {sizes[i]}) in {source}"
-                      f"{f'; {bad.size} such intervals in total' if bad.size > 1 else ''}")
+    name = f"{regions.chrom[i]}:{regions.start[i]}-{regions.end[i]}"
+    problem = ("starts before 0" if regions.start[i] < 0 else "is empty or inverted"
+               if regions.start[i] >= regions.end[i] else
+               f"is off the end of {regions.chrom[i]} (length {sizes[i]})")
+    raise IntervalError(f"{regions.where(i)}interval {name} {problem} in {source}"
+                        f"{f'; {bad.size} such intervals in total' if bad.size > 1 else ''}")
 
 
 def tile_regions(chrom_sizes: Mapping[str, int], width: int, stride: Optional[int] = None,

@@ -3,9 +3,11 @@
     for variant in read_vcf("variants.vcf.gz"):
       variant.chrom, variant.pos (1-based), variant.ref, variant.alt, variant.id
 
-Multi-allelic records give one `Variant` per ALT allele. Symbolic alleles (<DEL>, *, breakends)
-cannot be turned into sequences: they are returned with `symbolic=True` so callers can
-report them instead of silently dropping them.
+Multi-allelic records give one `Variant` per ALT allele. Symbolic alleles (<DEL>, *, breakends,
+a missing ALT '.') cannot be turned into sequences: they are returned with `symbolic=True` and
+`unscorable` saying why, so callers count and report them instead of silently dropping them.
+A missing file, a directory, a corrupt gzip stream, a malformed record and a VCF without
+records are errors (VCFError, a ValueError, naming file and line).
 """
 
 from __future__ import annotations
@@ -14,12 +16,14 @@ import dataclasses
 import gzip
 import os
 import re
-from typing import Iterator, Union
+from typing import Iterator, Optional, Union
+
+from tf_seqmodels.errors import DataError, require_file
 
 _BASES = re.compile(r"^[ACGTNacgtn]+$")
 
 
-class VCFError(ValueError):
+class VCFError(DataError):
   """A malformed VCF line (file and line number in the message)."""
 
 
@@ -42,6 +46,22 @@ class Variant:
     return not (_BASES.match(self.ref) and _BASES.match(self.alt))
 
   @property
+  def unscorable(self) -> Optional[str]:
+    """'<kind>: <allele>' when the alleles cannot be turned into sequences, else None."""
+    alt = self.alt
+    if alt == "*":
+      return "symbolic allele: '*' (allele missing due to an overlapping deletion)"
+    if alt.startswith("<"):
+      return f"symbolic allele: {alt}"
+    if "[" in alt or "]" in alt or (len(alt) > 1 and (alt.startswith(".") or alt.endswith("."))):
+      return f"symbolic allele: breakend {alt}"
+    if alt == ".":
+      return "symbolic allele: no ALT allele ('.')"
+    if self.symbolic:
+      return f"non-ACGTN allele: {self.ref}>{alt}"
+    return None
+
+  @property
   def is_snv(self) -> bool:
     return len(self.ref) == 1 and len(self.alt) == 1 and not self.symbolic
 
@@ -53,19 +73,26 @@ class Variant:
 def _open(path: str):
   with open(path, "rb") as f:
     gzipped = f.read(2) == b"\x1f\x8b"  # also bgzip
-  return gzip.open(path, "rt") if gzipped else open(path)
+  # latin-1 never fails to decode: a binary file given by mistake fails on its columns instead.
+  return gzip.open(path, "rt", encoding="latin-1") if gzipped else open(path, encoding="latin-1")
 
 
 def read_vcf(path: Union[str, os.PathLike]) -> Iterator[Variant]:
   """Yields the variants of a VCF (.vcf or .vcf.gz / bgzip), one per ALT allele."""
-  path = os.fspath(path)
-  if not os.path.exists(path):
-    raise FileNotFoundError(f"VCF not found: {path}")
+  path = require_file(path, "VCF")
+  try:
+    yield from _records(path)
+  except (OSError, EOFError) as e:  # a truncated or corrupt gzip stream
+    raise VCFError(f"{path}: cannot read the VCF: {e}") from None
+
+
+def _records(path: str) -> Iterator[Variant]:
+  records = 0
   with _open(path) as f:
     for number, line in enumerate(f, 1):
       if line.startswith("#") or not line.strip():
         continue
-      fields = line.rstrip("\n").split("\t")
+      fields = line.rstrip("\r\n").split("\t")
       if len(fields) < 5:
         raise VCFError(f"{path}:{number}: a VCF record needs at least 5 tab-separated columns "
                        f"(CHROM POS ID REF ALT), got {len(fields)}")
@@ -78,8 +105,11 @@ def read_vcf(path: Union[str, os.PathLike]) -> Iterator[Variant]:
         raise VCFError(f"{path}:{number}: POS must be >= 1, got {position}")
       if not ref or ref == ".":
         raise VCFError(f"{path}:{number}: empty REF allele")
+      records += 1
       for alt in alts.split(","):
         yield Variant(chrom, position, vid, ref.upper(), alt.upper(), number)
+  if not records:
+    raise VCFError(f"{path}: no variant records (only header or empty lines)")
 
 
 def write_vcf(path: Union[str, os.PathLike], variants, compress: bool = False) -> None:
