@@ -58,8 +58,8 @@ def test_predict_from_fasta_with_checkpoint(tmp_path):
   expected = model.predict_on_batch(one_hot_encode(seqs))["human"].numpy()
   ckpt = save_checkpoint(model, str(tmp_path / "ckpt"))
   out = tmp_path / "pred.h5"
-  assert cli.main(["predict", "--config", str(config), "--weights", ckpt, "--fasta", str(fasta),
-                   "--output", str(out), "--batch-size", "2"]) == 0
+  assert cli.main(["predict", "--model", "enformer", "--config", str(config), "--weights", ckpt,
+                   "--fasta", str(fasta), "--output", str(out), "--batch-size", "2"]) == 0
   with h5py.File(out) as f:
     np.testing.assert_allclose(f["predictions/human"][()], expected, rtol=1e-5, atol=1e-6)
     assert [n.decode() for n in f["names"][()]] == ["seq0", "seq1", "seq2"]
@@ -68,17 +68,18 @@ def test_predict_from_fasta_with_checkpoint(tmp_path):
 def test_errors_are_reported_without_tracebacks(tmp_path, capsys):
   config = tmp_path / "tiny.yaml"
   TINY.save(config)
-  assert cli.main(["predict", "--config", str(config), "--fasta", str(tmp_path / "none.fa"),
-                   "--output", str(tmp_path / "o.h5")]) == 2
+  assert cli.main(["predict", "--model", "enformer", "--config", str(config), "--fasta",
+                   str(tmp_path / "none.fa"), "--output", str(tmp_path / "o.h5")]) == 2
   assert "FASTA file not found" in capsys.readouterr().err
   bad = tmp_path / "bad.fa"
   bad.write_text(">a\n" + "ACGT" * 100 + "\n")
-  assert cli.main(["predict", "--config", str(config), "--fasta", str(bad),
+  assert cli.main(["predict", "--model", "enformer", "--config", str(config), "--fasta", str(bad),
                    "--output", str(tmp_path / "o.h5")]) == 2
-  assert "multiple of 128" in capsys.readouterr().err
+  assert "expects 1024-bp inputs, got 400-bp" in capsys.readouterr().err
   bad_config = tmp_path / "bad.yaml"
   bad_config.write_text("chanels: 3\n")
-  assert cli.main(["demo", "--config", str(bad_config), "--output-dir", str(tmp_path)]) == 2
+  assert cli.main(["demo", "--config", str(bad_config), "--output-dir",
+                   str(tmp_path / "demo")]) == 2
   assert "unknown key" in capsys.readouterr().err
   with pytest.raises(SystemExit):
     cli.main(["no-such-command"])
