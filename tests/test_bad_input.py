@@ -385,9 +385,10 @@ def test_run_directory_works_moved_and_from_another_folder(ws, capsys, tmp_path,
   assert code == 0 and (tmp_path / "c" / "scores.h5").exists(), err
 
 
-def test_every_model_source_predicts_the_same(ws, capsys, tmp_path):
+def test_every_model_source_predicts_the_same(ws, capsys, tmp_path, monkeypatch):
   """A run directory, its checkpoint + recorded training config, and the registry name with
   --config/--weights are one loader: the same predictions."""
+  monkeypatch.chdir(ws["proj"])  # a training config's paths are relative to where it runs
   import h5py
   from tf_seqmodels.training.checkpointing import latest_checkpoint
   config = tmp_path / "train.yaml"

@@ -140,13 +140,21 @@ def read_sequence_table(path: str) -> tuple[list[str], list[str]]:
   return names, seqs
 
 
-def _encode(sequences, where: str):
+def _check_characters(seq: str, index: int, where: str) -> None:
+  """A SequenceError naming the record (1-based) and the first character outside ACGTN."""
   from tf_seqmodels.data.encoding import SequenceError, one_hot_encode
+  try:
+    one_hot_encode(seq.upper())
+  except SequenceError as e:
+    raise SequenceError(f"{where}: sequence {index + 1}: {e}") from None
+
+
+def _encode(sequences, where: str):
+  from tf_seqmodels.data.encoding import one_hot_encode
   for i, seq in enumerate(sequences):
-    try:
-      one_hot_encode(seq.upper())
-    except SequenceError as e:
-      raise SequenceError(f"{where}: sequence {i + 1}: {e}") from None
+    _check_characters(seq, i, where)
+  if not sequences:
+    return None
   return one_hot_encode([s.upper() for s in sequences])
 
 
@@ -260,6 +268,8 @@ def run(args) -> int:
   from tf_seqmodels.model_source import ModelSource
   where = args.fasta or args.sequences
   names, seqs = read_fasta(args.fasta) if args.fasta else read_sequence_table(args.sequences)
+  for i, seq in enumerate(seqs):  # every sequence, before the model loads
+    _check_characters(seq, i, where)
   model = load_analysis_model(None, source=ModelSource.from_args(args), targets=args.targets)
   if args.plasmid:
     from tf_seqmodels.data.dream import load_plasmid, pad_with_plasmid
