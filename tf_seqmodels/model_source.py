@@ -184,7 +184,7 @@ def _resolve_in(value: Any, run_dir: str) -> Any:
 def load_train_config(run_dir: str):
   """The training config `tf-seqmodels train` recorded in `run_dir/run.json`, with the paths
   it recorded (data options, model config file, init_from) resolved from the run directory
-  (`resolve_recorded_path`)."""
+  (`resolve_recorded_path`) and run_dir set to where the run is now."""
   from tf_seqmodels.training.checkpointing import read_train_config
   config = read_train_config(run_dir)
   model = config.model
@@ -194,7 +194,10 @@ def load_train_config(run_dir: str):
     if value:
       changes[field] = resolve_recorded_path(value, run_dir)
   data = config.data.replace(options=_resolve_in(dict(config.data.options), run_dir))
-  return config.replace(model=model.replace(**changes) if changes else model, data=data)
+  # The run is where it is now (reports default to <run_dir>/evaluation_<split>), not where
+  # it was trained.
+  return config.replace(model=model.replace(**changes) if changes else model, data=data,
+                        run_dir=os.path.abspath(run_dir))
 
 
 def recorded_file(path: str, what: str, flag: str, run_dir: Optional[str] = None) -> str:
