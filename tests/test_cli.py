@@ -114,7 +114,7 @@ def test_predict_dream_from_a_sequence_table_with_plasmid_padding(tmp_path):
                   is_training=False)["expression"].numpy()
   lines = out.read_text().splitlines()
   assert lines[0].split("\t")[:2] == ["name", "expression"] or lines[0].startswith("name\texpr")
-  got = np.array([[float(v) for v in line.split("\t")[1:]] for line in lines[1:]])
+  got = np.array([[float(v) for v in line.split("\t")[1:2]] for line in lines[1:]])
   assert [line.split("\t")[0] for line in lines[1:]] == ["p0", "p1", "p2"]
   expected = ((forward + reverse) / 2).reshape(3, -1)
   np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)

@@ -61,6 +61,9 @@ def test_model_source_kinds_and_flags_that_do_not_apply(tmp_path):
   assert ModelSource("dream_cnn").kind == REGISTRY
   with pytest.raises(ModelSourceError, match="not a registered model name.*dream_cnn"):
     ModelSource("dream_cn").check()
+  (tmp_path / "plain").mkdir()
+  with pytest.raises(ModelSourceError, match="not a training run directory .*no run.json"):
+    ModelSource(str(tmp_path / "plain")).check()
   with pytest.raises(ModelSourceError, match="no such run directory"):
     ModelSource(str(tmp_path / "missing")).check()
   with pytest.raises(ModelSourceError, match="--weights does not apply"):

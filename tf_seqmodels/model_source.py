@@ -68,6 +68,10 @@ class ModelSource:
       return SAVED_MODEL
     if is_run_dir(path):
       return RUN
+    if os.path.isdir(path) and not _holds_checkpoint(path):
+      raise ModelSourceError(f"--model {path}: not a training run directory (no run.json), "
+                             f"a SavedModel (no saved_model.pb) or a checkpoint directory (no "
+                             f".index file)")
     if os.path.exists(path) or os.path.exists(path + ".index"):
       return CHECKPOINT
     from tf_seqmodels.models.registry import available_models
@@ -139,6 +143,14 @@ class LoadedModel:
 
 def is_saved_model(path: str) -> bool:
   return os.path.isdir(path) and os.path.exists(os.path.join(path, "saved_model.pb"))
+
+
+def _holds_checkpoint(folder: str) -> bool:
+  """A folder `training.checkpointing.restore_weights` can read: checkpoint files (*.index),
+  a best.json pointer or a checkpoints/ folder of a run."""
+  import glob
+  return bool(glob.glob(os.path.join(glob.escape(folder), "*.index"))) or any(
+      os.path.exists(os.path.join(folder, name)) for name in ("best.json", "checkpoints"))
 
 
 def is_run_dir(path: str) -> bool:
