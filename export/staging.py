@@ -17,6 +17,7 @@ import tempfile
 from typing import Iterator
 
 from tf_seqmodels.config import apply_default_permissions
+from tf_seqmodels.outputs import check_replaceable, clean_stale_staging, write_output_marker
 
 
 @contextlib.contextmanager
@@ -27,12 +28,13 @@ def staged_directory(destination: str, overwrite: bool = False) -> Iterator[str]
     FileExistsError: `destination` exists and `overwrite` is False (checked before any work).
   """
   destination = os.path.abspath(destination)
-  if os.path.exists(destination) and not overwrite:
-    raise FileExistsError(f"{destination} already exists; choose another output or overwrite it")
+  check_replaceable(destination, overwrite)  # --overwrite replaces only a folder we wrote
   parent = os.path.dirname(destination)
   os.makedirs(parent, exist_ok=True)
   staging = tempfile.mkdtemp(dir=parent, prefix=f".tmp-{os.path.basename(destination)}-")
   apply_default_permissions(staging)
+  write_output_marker(staging)  # published with the export; also dates this staging folder
+  clean_stale_staging(destination)  # what killed exports of `destination` left
   try:
     yield staging
     if os.path.exists(destination):

@@ -58,8 +58,8 @@ def test_predict_from_fasta_with_checkpoint(tmp_path):
   expected = model.predict_on_batch(one_hot_encode(seqs))["human"].numpy()
   ckpt = save_checkpoint(model, str(tmp_path / "ckpt"))
   out = tmp_path / "pred.h5"
-  assert cli.main(["predict", "--config", str(config), "--weights", ckpt, "--fasta", str(fasta),
-                   "--output", str(out), "--batch-size", "2"]) == 0
+  assert cli.main(["predict", "--model", "enformer", "--config", str(config), "--weights", ckpt,
+                   "--fasta", str(fasta), "--output", str(out), "--batch-size", "2"]) == 0
   with h5py.File(out) as f:
     np.testing.assert_allclose(f["predictions/human"][()], expected, rtol=1e-5, atol=1e-6)
     assert [n.decode() for n in f["names"][()]] == ["seq0", "seq1", "seq2"]
@@ -68,17 +68,83 @@ def test_predict_from_fasta_with_checkpoint(tmp_path):
 def test_errors_are_reported_without_tracebacks(tmp_path, capsys):
   config = tmp_path / "tiny.yaml"
   TINY.save(config)
-  assert cli.main(["predict", "--config", str(config), "--fasta", str(tmp_path / "none.fa"),
-                   "--output", str(tmp_path / "o.h5")]) == 2
+  assert cli.main(["predict", "--model", "enformer", "--config", str(config), "--fasta",
+                   str(tmp_path / "none.fa"), "--output", str(tmp_path / "o.h5")]) == 2
   assert "FASTA file not found" in capsys.readouterr().err
   bad = tmp_path / "bad.fa"
   bad.write_text(">a\n" + "ACGT" * 100 + "\n")
-  assert cli.main(["predict", "--config", str(config), "--fasta", str(bad),
+  assert cli.main(["predict", "--model", "enformer", "--config", str(config), "--fasta", str(bad),
                    "--output", str(tmp_path / "o.h5")]) == 2
-  assert "multiple of 128" in capsys.readouterr().err
+  assert "expects 1024-bp inputs, got 400-bp" in capsys.readouterr().err
   bad_config = tmp_path / "bad.yaml"
   bad_config.write_text("chanels: 3\n")
-  assert cli.main(["demo", "--config", str(bad_config), "--output-dir", str(tmp_path)]) == 2
+  assert cli.main(["demo", "--config", str(bad_config), "--output-dir",
+                   str(tmp_path / "demo")]) == 2
   assert "unknown key" in capsys.readouterr().err
   with pytest.raises(SystemExit):
     cli.main(["no-such-command"])
+
+
+def test_predict_dream_from_a_sequence_table_with_plasmid_padding(tmp_path):
+  """DREAM promoters (110 nt with the left adapter) from a table: padded with the plasmid as
+  the reference does, forward and reverse-complement predictions averaged."""
+  from tf_seqmodels.data.dream import LEFT_ADAPTER, pad_with_plasmid
+  from tf_seqmodels.data.encoding import one_hot_encode
+  from tf_seqmodels.models import build_model, get_entry
+  rng = np.random.default_rng(3)
+  def random(n):
+    return "".join(rng.choice(list("ACGT"), n))
+  model = build_model("dream_cnn", get_entry("dream_cnn").demo_config())
+  model.ensure_built()
+  ckpt = save_checkpoint(model, str(tmp_path / "ckpt"))
+  get_entry("dream_cnn").demo_config().save(tmp_path / "dream.yaml")
+  plasmid = random(300) + "N" * 80 + random(40)
+  (tmp_path / "plasmid.json").write_text(json.dumps(plasmid))
+  seqs = [LEFT_ADAPTER + random(93) for _ in range(3)]
+  (tmp_path / "promoters.tsv").write_text("id\tsequence\n" + "".join(
+      f"p{i}\t{s}\n" for i, s in enumerate(seqs)))
+  out = tmp_path / "expression.tsv"
+  assert cli.main(["predict", "--model", ckpt, "--config", str(tmp_path / "dream.yaml"),
+                   "--model-name", "dream_cnn", "--sequences", str(tmp_path / "promoters.tsv"),
+                   "--plasmid", str(tmp_path / "plasmid.json"), "--output", str(out),
+                   "--quiet"]) == 0
+  x = one_hot_encode(pad_with_plasmid(seqs, plasmid, 150))
+  forward = model(model.encode_dna(x, False), is_training=False)["expression"].numpy()
+  reverse = model(model.encode_dna(x[:, ::-1, ::-1].copy(), True),
+                  is_training=False)["expression"].numpy()
+  lines = out.read_text().splitlines()
+  assert lines[0].split("\t")[:2] == ["name", "expression"] or lines[0].startswith("name\texpr")
+  got = np.array([[float(v) for v in line.split("\t")[1:2]] for line in lines[1:]])
+  assert [line.split("\t")[0] for line in lines[1:]] == ["p0", "p1", "p2"]
+  expected = ((forward + reverse) / 2).reshape(3, -1)
+  np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+  assert not np.allclose(forward, reverse)  # the average is not the forward pass alone
+
+
+def test_predict_chromoformer_from_the_reference_layout(tmp_path, shared):
+  """Chromoformer genes from the reference's metadata.csv + per-region .npy arrays (read by
+  data.chromoformer), one row per gene."""
+  from tf_seqmodels.data.chromoformer import (ChromoformerDataConfig, ReferenceNpySource,
+                                              build_examples, read_reference_metadata)
+  from tf_seqmodels.models import build_model, get_entry
+  data = shared("fixtures", "chromoformer", "data")
+  config = get_entry("chromoformer").demo_config()
+  model = build_model("chromoformer", config)
+  model.ensure_built()
+  ckpt = save_checkpoint(model, str(tmp_path / "ckpt"))
+  config.save(tmp_path / "chromoformer.yaml")
+  out = tmp_path / "genes.tsv"
+  assert cli.main(["predict", "--model", ckpt, "--config", str(tmp_path / "chromoformer.yaml"),
+                   "--chromoformer-metadata", str(data / "meta.csv"), "--chromoformer-npy",
+                   str(data / "npy"), "--output", str(out), "--quiet"]) == 0
+  data_config = ChromoformerDataConfig.from_model_config(config)
+  genes, pcres = read_reference_metadata(data / "meta.csv", data_config)
+  examples = build_examples(genes, pcres, ReferenceNpySource(data / "npy"), data_config,
+                            progress=False)
+  expected = model.predict_on_batch(examples.inputs)
+  lines = out.read_text().splitlines()
+  assert [line.split("\t")[0] for line in lines[1:]] == examples.gene_ids
+  got = np.array([[float(v) for v in line.split("\t")[1:]] for line in lines[1:]])
+  head = next(iter(expected))
+  np.testing.assert_allclose(got, expected[head].numpy().reshape(len(got), -1), rtol=1e-4,
+                             atol=1e-5)

@@ -1,15 +1,39 @@
-"""tf-seqmodels: sequence-to-function genomics models in TensorFlow 2 / Sonnet v2."""
+"""tf-seqmodels: sequence-to-function genomics models in TensorFlow 2 / Sonnet v2.
+
+The top-level names are imported on first use (module `__getattr__`, PEP 562), so importing
+the package (and `tf-seqmodels --help`) does not load TensorFlow.
+"""
+
+import importlib
 
 __version__ = "0.1.0"
 
-from tf_seqmodels.config import Config, ConfigError
-from tf_seqmodels.data.encoding import (SequenceError, one_hot_decode, one_hot_encode,
-                                        reverse_complement, reverse_complement_one_hot,
-                                        shift_sequence)
-from tf_seqmodels.models import Enformer, EnformerConfig, SequenceModel, available_models, build_model
+_EXPORTS = {
+    "Config": "tf_seqmodels.config",
+    "ConfigError": "tf_seqmodels.config",
+    "SequenceError": "tf_seqmodels.data.encoding",
+    "one_hot_encode": "tf_seqmodels.data.encoding",
+    "one_hot_decode": "tf_seqmodels.data.encoding",
+    "reverse_complement": "tf_seqmodels.data.encoding",
+    "reverse_complement_one_hot": "tf_seqmodels.data.encoding",
+    "shift_sequence": "tf_seqmodels.data.encoding",
+    "Enformer": "tf_seqmodels.models",
+    "EnformerConfig": "tf_seqmodels.models",
+    "SequenceModel": "tf_seqmodels.models",
+    "available_models": "tf_seqmodels.models",
+    "build_model": "tf_seqmodels.models",
+}
 
-__all__ = [
-    "__version__", "Config", "ConfigError", "SequenceError", "one_hot_encode", "one_hot_decode",
-    "reverse_complement", "reverse_complement_one_hot", "shift_sequence", "Enformer",
-    "EnformerConfig", "SequenceModel", "available_models", "build_model",
-]
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name):
+  if name in _EXPORTS:
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+  raise AttributeError(f"module 'tf_seqmodels' has no attribute {name!r}")
+
+
+def __dir__():
+  return sorted(set(globals()) | set(_EXPORTS))

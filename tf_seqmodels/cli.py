@@ -1,7 +1,10 @@
-"""`tf-seqmodels` command line: models, config, demo, predict, train.
+"""`tf-seqmodels` command line: models, config, demo, predict, train, evaluate, ...
 
 Every subcommand works through the model registry and the model contract, so it serves any
-registered model; configs are the same YAML/JSON files the Python API reads.
+registered model; configs are the same YAML/JSON files the Python API reads. Commands that
+read a model take the same `--model` sources (`model_source`). Each subcommand module has
+`add_parser(subparsers)`; `main` maps every error to one line and an exit code
+(`cli_common`). TensorFlow is imported only inside command bodies, so `--help` is instant.
 """
 
 from __future__ import annotations
@@ -12,7 +15,8 @@ import sys
 import time
 from typing import Optional, Sequence
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from tf_seqmodels import cli_common
+from tf_seqmodels.cli_common import nonnegative_int, positive_float, positive_int
 
 
 def _load_config(model_name: str, config_path: Optional[str], demo: bool):
@@ -23,33 +27,6 @@ def _load_config(model_name: str, config_path: Optional[str], demo: bool):
   if demo and entry.demo_config is not None:
     return entry.demo_config()
   return entry.config_class()
-
-
-def _build(model_name: str, config_path: Optional[str], demo: bool, weights: Optional[str],
-           reference_weights: Optional[str]):
-  from tf_seqmodels.models import build_model
-  model = build_model(model_name, _load_config(model_name, config_path, demo))
-  if weights:
-    from tf_seqmodels.convert import load_checkpoint
-    load_checkpoint(model, weights)
-  if reference_weights:
-    from tf_seqmodels.convert import import_reference_weights
-    import_reference_weights(model, reference_weights)
-  return model
-
-
-def _write_predictions(path: str, outputs: dict, names: Sequence[str], attrs: dict) -> None:
-  """HDF5 with one dataset per head ([N, ...]) plus `names`; written atomically."""
-  import h5py
-  import numpy as np
-  tmp = path + ".tmp"
-  with h5py.File(tmp, "w") as f:
-    for head, value in outputs.items():
-      f.create_dataset(f"predictions/{head}", data=np.asarray(value), compression="gzip")
-    f.create_dataset("names", data=np.array(list(names), dtype=h5py.string_dtype()))
-    for key, value in attrs.items():
-      f.attrs[key] = value
-  os.replace(tmp, path)
 
 
 def cmd_models(args) -> int:
@@ -119,6 +96,8 @@ def cmd_demo(args) -> int:
   from tf_seqmodels.tasks.tracks import TrackTask, poisson_loss
   from tf_seqmodels.training import Adam, fit, restore_best
 
+  from tf_seqmodels.outputs import check_replaceable, write_output_marker
+  check_replaceable(args.output_dir, args.overwrite, "--output-dir")  # never replace others' work
   start = time.time()
   # The model's geometry decides the data windows; a bad config fails before any work.
   config = EnformerConfig.load(args.config) if args.config else _demo_model_config()
@@ -129,6 +108,7 @@ def cmd_demo(args) -> int:
   check_bins(data_config, config.output_length(config.sequence_length))
   out = os.path.abspath(args.output_dir)
   os.makedirs(out, exist_ok=True)
+  write_output_marker(out, "demo")
   # 1. Data: a synthetic genome with planted JASPAR motifs, tracks, peaks, truth.
   syn_config = SyntheticConfig(seed=args.seed, num_chromosomes=args.chromosomes,
                                chromosome_length=args.chromosome_length)
@@ -216,7 +196,7 @@ def cmd_demo(args) -> int:
   _predict_fasta(model, "enformer", fasta, os.path.join(out, "predictions.h5"), args.batch_size)
   print(f"wrote {png}, metrics.json, config.yaml, checkpoint/ and predictions.h5 to {out} "
         f"(total {time.time() - start:.0f}s)")
-  print(f"next: tf-seqmodels predict --config {out}/config.yaml --weights {out}/checkpoint "
+  print(f"next: tf-seqmodels predict --model {out}/checkpoint --config {out}/config.yaml "
         f"--fasta YOUR.fa --output predictions.h5")
   if not np.all(np.isfinite(predicted)):
     print("error: non-finite predictions", file=sys.stderr)
@@ -224,47 +204,16 @@ def cmd_demo(args) -> int:
   return 0
 
 
-def _read_fasta(path: str) -> tuple[list[str], list[str]]:
-  from tf_seqmodels.data.genome import read_fasta_records  # the one validation of FASTA bases
-  return read_fasta_records(path)
-
-
 def _predict_fasta(model, model_name: str, fasta: str, output: str, batch_size: int) -> None:
-  """Predicts every record of `fasta` (equal lengths) with `model` -> HDF5 at `output`."""
-  import numpy as np
-  from tqdm import tqdm
-  from tf_seqmodels.data.encoding import SequenceError, one_hot_encode
-  names, seqs = _read_fasta(fasta)
-  lengths = {len(s) for s in seqs}
-  if len(lengths) != 1:
-    raise SequenceError(f"{fasta}: all records must have the same length, got {sorted(lengths)}")
-  model.check_length(lengths.pop())
-  chunks: dict[str, list] = {}
-  for start in tqdm(range(0, len(seqs), batch_size), desc="predict", unit="batch"):
-    x = one_hot_encode(seqs[start:start + batch_size])
-    for head, value in model.predict_on_batch(x).items():
-      chunks.setdefault(head, []).append(value.numpy())
-  outputs = {k: np.concatenate(v) for k, v in chunks.items()}
-  _write_predictions(output, outputs, names, {"model": model_name, "config": model.config.to_json()})
+  """Predicts every record of `fasta` with a contract model -> HDF5 (as `tf-seqmodels predict`)."""
+  from tf_seqmodels.analysis.inference import AnalysisModel
+  from tf_seqmodels.cli_predict import predict_sequences, read_fasta, write_predictions
+  names, seqs = read_fasta(fasta)
+  outputs = predict_sequences(AnalysisModel(model, name=model_name), names, seqs, where=fasta,
+                              batch_size=batch_size, reverse_complement=False, progress=False)
+  write_predictions(output, outputs, names, {"model": model_name, "config": model.config.to_json()})
   print(f"wrote predictions for {len(names)} sequences to {output}: "
         + ", ".join(f"{k} {v.shape}" for k, v in outputs.items()))
-
-
-def cmd_predict(args) -> int:
-  from tf_seqmodels.beam import beam_run
-  beam = beam_run(args)
-  model = _build(args.model, args.config, False, args.weights, args.reference_weights)
-  if beam:  # the same predictions from an Apache Beam pipeline
-    from tf_seqmodels.beam.pipelines import predict_fasta_beam
-    outputs, names = predict_fasta_beam(model, args.fasta, run=beam, output=args.output,
-                                        batch_size=args.batch_size)
-    _write_predictions(args.output, outputs, names, {"model": args.model,
-                                                     "config": model.config.to_json()})
-    print(f"wrote predictions for {len(names)} sequences to {args.output}: "
-          + ", ".join(f"{k} {v.shape}" for k, v in outputs.items()))
-    return 0
-  _predict_fasta(model, args.model, args.fasta, args.output, args.batch_size)
-  return 0
 
 
 def cmd_train(args) -> int:
@@ -296,6 +245,8 @@ def cmd_train(args) -> int:
 
 def make_parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(prog="tf-seqmodels", description=__doc__.splitlines()[0])
+  parser.add_argument("--verbose", action="store_true", help="show TensorFlow's logs and full "
+                      "tracebacks (for debugging)")
   sub = parser.add_subparsers(dest="command", required=True)
 
   p = sub.add_parser("models", help="list registered models")
@@ -308,40 +259,24 @@ def make_parser() -> argparse.ArgumentParser:
   p.add_argument("-o", "--output", help="write to this .yaml/.json file")
   p.set_defaults(func=cmd_config)
 
-  def model_args(p, demo: bool):
-    p.add_argument("--model", default="enformer", help="registered model name (see `models`)")
-    p.add_argument("--config", help="model config file (.yaml/.json); default: "
-                   + ("the model's small demo config" if demo else "the published config"))
-    p.add_argument("--weights", help="checkpoint written by tf-seqmodels (prefix or directory)")
-    p.add_argument("--reference-weights",
-                   help="weights in the reference implementation's format (e.g. the published "
-                   "Enformer Sonnet checkpoint or SavedModel)")
-    p.add_argument("--batch-size", type=int, default=1 if demo else 4)
-
   p = sub.add_parser("demo", help="generate a synthetic genome from JASPAR motifs, train a small "
                      "Enformer on its tracks, evaluate against the ground truth, plot, predict")
   p.add_argument("--config", help="Enformer config (.yaml/.json); default: a 96-channel, "
                  "one-layer model on 4,096 bp (its heads are replaced by the 4 demo tracks)")
   p.add_argument("--output-dir", default="demo_output")
-  p.add_argument("--seed", type=int, default=0, help="seeds the data, the shuffling and the model")
-  p.add_argument("--steps", type=int, default=800, help="training steps in total")
-  p.add_argument("--epochs", type=int, default=4, help="validation passes during training")
-  p.add_argument("--batch-size", type=int, default=8)
-  p.add_argument("--learning-rate", type=float, default=4e-3)
-  p.add_argument("--chromosomes", type=int, default=6, help="synthetic chromosomes (the last "
-                 "two are validation and test)")
-  p.add_argument("--chromosome-length", type=int, default=300_000)
-  p.add_argument("--overwrite", action="store_true", help="regenerate existing demo data")
+  p.add_argument("--seed", type=nonnegative_int, default=0,
+                 help="seeds the data, the shuffling and the model")
+  p.add_argument("--steps", type=positive_int, default=800, help="training steps in total")
+  p.add_argument("--epochs", type=positive_int, default=4, help="validation passes during training")
+  p.add_argument("--batch-size", type=positive_int, default=8)
+  p.add_argument("--learning-rate", type=positive_float, default=4e-3)
+  p.add_argument("--chromosomes", type=positive_int, default=6, help="synthetic chromosomes (the "
+                 "last two are validation and test)")
+  p.add_argument("--chromosome-length", type=positive_int, default=300_000)
+  p.add_argument("--overwrite", action="store_true", help="replace an existing output folder "
+                 "(only one a previous demo wrote)")
   p.add_argument("--quiet", action="store_true", help="no progress bars")
   p.set_defaults(func=cmd_demo)
-
-  p = sub.add_parser("predict", help="predict every record of a FASTA file -> HDF5")
-  model_args(p, demo=False)
-  p.add_argument("--fasta", required=True, help="one input sequence per record")
-  p.add_argument("--output", required=True, help="output .h5")
-  from tf_seqmodels.beam import add_runner_arguments
-  add_runner_arguments(p)
-  p.set_defaults(func=cmd_predict)
 
   p = sub.add_parser("train", help="train a model on a task (config: model, task, data, "
                      "optimizer, trainer, strategy)")
@@ -354,26 +289,46 @@ def make_parser() -> argparse.ArgumentParser:
                  help="continue from the run directory's latest checkpoint (fresh if none)")
   p.set_defaults(func=cmd_train)
 
-  from tf_seqmodels import cli_evaluate
-  cli_evaluate.add_parser(sub)
-
-  from tf_seqmodels import cli_contributions, cli_variants  # light: heavy imports are lazy
-  cli_variants.add_parser(sub)
-  cli_contributions.add_parser(sub)
-
-  from tf_seqmodels import cli_export, cli_tune  # light: heavy imports are lazy
-  cli_export.add_parser(sub)
-  cli_tune.add_parser(sub)
+  # Each module imports only argparse-level code here; heavy imports are in its run().
+  from tf_seqmodels import (cli_contributions, cli_evaluate, cli_export, cli_predict, cli_tune,
+                            cli_variants)
+  for module in (cli_predict, cli_evaluate, cli_variants, cli_contributions, cli_export,
+                 cli_tune):
+    module.add_parser(sub)
+  for command in sub.choices.values():
+    cli_common.add_verbose(command)
   return parser
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+  """Runs one command; every error ends in one line `tf-seqmodels <command>: error: ...` and
+  an exit code (`cli_common.exit_code_of`); `--verbose` adds the traceback."""
   args = make_parser().parse_args(argv)
+  verbose = bool(getattr(args, "verbose", False))
+  command = getattr(args, "command", "")
   try:
+    cli_common.quiet_tensorflow(verbose)
     return args.func(args)
-  except (FileNotFoundError, ValueError) as e:  # ConfigError, SequenceError, WeightImportError
-    print(f"tf-seqmodels {args.command}: error: {e}", file=sys.stderr)
-    return 2
+  except SystemExit:
+    raise
+  except BaseException as e:  # pylint: disable=broad-except
+    code = cli_common.exit_code_of(e)
+    if verbose:
+      import traceback
+      traceback.print_exc()
+    if code == cli_common.EXIT_INTERRUPTED:
+      what = "interrupted" + (f": {e}" if str(e) else "")
+      print(f"tf-seqmodels {command}: {what}", file=sys.stderr)
+    elif code == cli_common.EXIT_GUARD_STOP:
+      print(f"tf-seqmodels {command}: stopped: {cli_common.error_message(e)}", file=sys.stderr)
+    elif code == 1:
+      print(f"tf-seqmodels {command}: internal error ({type(e).__name__}): "
+            f"{cli_common.error_message(e, 2)}; rerun with --verbose for the traceback and "
+            f"please report it",
+            file=sys.stderr)
+    else:
+      print(f"tf-seqmodels {command}: error: {cli_common.error_message(e)}", file=sys.stderr)
+    return code
 
 
 if __name__ == "__main__":

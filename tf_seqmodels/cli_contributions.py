@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from tf_seqmodels.beam import add_runner_arguments, beam_run
+from tf_seqmodels.cli_common import nonnegative_int, positive_int
 from tf_seqmodels.cli_variants import add_model_arguments, load_model_and_runner
 
 METHODS = ("gradient_x_input", "ism", "deepshap", "deeplift", "attention", "window_ism")
@@ -25,25 +26,25 @@ def add_parser(subparsers) -> None:
                  "such as BPNet / ChromBPNet)")
   p.add_argument("--head", default=None, help="target head (default: the only head, else the "
                  "only log-counts head, else the only track head; otherwise required)")
-  p.add_argument("--target-tracks", type=int, nargs="*", help="track indices (default: all)")
-  p.add_argument("--target-bins", type=int, nargs=2, metavar=("START", "END"),
+  p.add_argument("--target-tracks", type=nonnegative_int, nargs="*", help="track indices (default: all)")
+  p.add_argument("--target-bins", type=nonnegative_int, nargs=2, metavar=("START", "END"),
                  help="positional bins [START, END) of the target (default: all)")
   p.add_argument("--target-kind", choices=("sum", "mean", "profile"), default=None,
                  help="profile = ChromBPNet's mean-normalised softmax-weighted logits (default "
                  "for profile-logit heads; sum otherwise)")
-  p.add_argument("--references", type=int, default=10,
+  p.add_argument("--references", type=positive_int, default=10,
                  help="deepshap, deeplift: dinucleotide-shuffled references per region")
-  p.add_argument("--steps", type=int, default=8, help="deepshap: path steps per reference")
+  p.add_argument("--steps", type=positive_int, default=8, help="deepshap: path steps per reference")
   p.add_argument("--allow-unsupported-ops", action="store_true", help="deeplift: proceed, with "
                  "a warning, through ops without a DeepLIFT rule (plain gradients there; "
                  "completeness then holds only approximately) instead of failing")
-  p.add_argument("--window-size", type=int, default=200, help="window_ism: the input is tiled "
+  p.add_argument("--window-size", type=positive_int, default=200, help="window_ism: the input is tiled "
                  "into windows of this size, each replaced in turn (enhancer replacement)")
   p.add_argument("--replacement", choices=("shuffle", "random", "N"), default="shuffle",
                  help="window_ism: what replaces a window")
-  p.add_argument("--max-regions", type=int, default=None)
-  p.add_argument("--logos", type=int, default=3, help="logo PNGs for the first N regions")
-  p.add_argument("--logo-width", type=int, default=100, help="bp around the centre in a logo")
+  p.add_argument("--max-regions", type=positive_int, default=None)
+  p.add_argument("--logos", type=nonnegative_int, default=3, help="logo PNGs for the first N regions")
+  p.add_argument("--logo-width", type=positive_int, default=100, help="bp around the centre in a logo")
   add_runner_arguments(p)
   p.set_defaults(func=run)
 
@@ -63,6 +64,21 @@ def run(args) -> int:
   if beam and args.method != "ism":
     raise ValueError(f"--runner beam computes --method ism (predictions of the exported "
                      f"SavedModel); {args.method} runs in one process")
+  from tf_seqmodels.outputs import check_not_an_input
+  if args.target_bins and args.target_bins[0] >= args.target_bins[1]:
+    raise ValueError(f"--target-bins {args.target_bins[0]} {args.target_bins[1]}: START must be "
+                     f"< END")
+  for flag, path in (("--fasta", args.fasta), ("--regions", args.regions)):
+    if path and os.path.isdir(path):
+      raise IsADirectoryError(f"{flag} {path} is a directory, expected a file")
+  if os.path.exists(args.output_dir) and not os.path.isdir(args.output_dir):
+    raise FileExistsError(f"--output-dir {args.output_dir} is a file, not a folder")
+  for name in ("scores.h5", "contributions.bw", "regions.bed", "attention.npz",
+               "window_ism.tsv", "window_ism.bw"):
+    check_not_an_input(os.path.join(args.output_dir, name),
+                       {"--fasta": args.fasta, "--regions": args.regions,
+                        "--targets": args.targets, "--config": args.config},
+                       "--output-dir")
   model, runner = load_model_and_runner(args)
   length = model.sequence_length
   if length is None:
@@ -90,6 +106,7 @@ def run(args) -> int:
   target = C.Target(head=head, kind=kind,
                     tracks=tuple(args.target_tracks) if args.target_tracks else None,
                     bins=tuple(args.target_bins) if args.target_bins else None)
+  _check_target(model, runner, one_hot[:1], target)
   if args.method == "window_ism":
     return _run_window_ism(args, model, runner, target, one_hot, chroms, starts, chrom_sizes)
   hypothetical = np.zeros_like(one_hot)
@@ -133,6 +150,32 @@ def run(args) -> int:
   print(f"wrote {scores_path} (TF-MoDISco layout), {bigwig}, regions.bed and "
         f"{min(args.logos, len(chroms))} logos for {len(chroms)} regions")
   return 0
+
+
+def _check_target(model, runner, one_hot, target) -> None:
+  """Refuses --target-tracks / --target-bins outside the head's output (one forward pass),
+  before the scores are computed, with the valid range."""
+  import numpy as np
+  if target.tracks is None and target.bins is None:
+    return
+  outputs = runner.predict(model, one_hot)
+  if target.head not in outputs:
+    raise ValueError(f"--head {target.head}: the model has heads {sorted(outputs)}")
+  value = np.asarray(outputs[target.head])
+  tracks = value.shape[-1] if value.ndim >= 2 else 1
+  if target.tracks is not None:
+    bad = [t for t in target.tracks if t >= tracks]
+    if bad:
+      raise ValueError(f"--target-tracks {' '.join(map(str, bad))}: head {target.head!r} has "
+                       f"{tracks} tracks (indices 0..{tracks - 1})")
+  if target.bins is not None:
+    axis = model.position_axis(target.head, value)
+    if axis is None:
+      raise ValueError(f"--target-bins: head {target.head!r} has no positional axis")
+    bins = value.shape[axis]
+    if target.bins[1] > bins:
+      raise ValueError(f"--target-bins {target.bins[0]} {target.bins[1]}: head {target.head!r} "
+                       f"has {bins} bins (START < END <= {bins})")
 
 
 def _run_window_ism(args, model, runner, target, one_hot, chroms, starts, chrom_sizes) -> int:

@@ -3,6 +3,7 @@
     tf-seqmodels evaluate --config run.yaml [--weights RUN_DIR|CKPT] [--split test]
                           [--options eval.yaml] [--out DIR]
     tf-seqmodels evaluate --model RUN_DIR [--data data.yaml] [--split test] ...
+    tf-seqmodels evaluate --model CHECKPOINT --config run.yaml ...
 
 The config is the one `tf-seqmodels train` read (model + task + data), or, with `--model`,
 the one recorded in the run directory's run.json; `--data` replaces its data section (a
@@ -13,18 +14,16 @@ evaluator's options (e.g. tracks: {augmentation: {shifts: [-2, -1, 0, 1]}, tss: 
 
 from __future__ import annotations
 
+from tf_seqmodels.model_source import add_model_source_arguments
+
 
 def add_parser(subparsers) -> None:
   p = subparsers.add_parser("evaluate", help="evaluate a trained run as in the model's paper "
                             "(report as JSON + Markdown + PNG plots)")
-  p.add_argument("--config", help="the training config (.yaml/.json) of the run")
-  p.add_argument("--model", help="a training run directory: its recorded config and weights "
-                 "(instead of --config)")
+  # The shared model flags; --config is the run's training config (model + task + data), and
+  # --weights defaults to its run_dir.
+  add_model_source_arguments(p, demo=False, required=False)
   p.add_argument("--data", help="a data section (.yaml/.json) replacing the config's")
-  p.add_argument("--weights", help="run directory or checkpoint prefix (default: the config's "
-                 "run_dir)")
-  p.add_argument("--which", choices=("best", "latest"), default="best",
-                 help="checkpoint of a run directory")
   p.add_argument("--split", default="valid", help="valid (default), test or train")
   p.add_argument("--options", help="evaluator options file (.yaml/.json)")
   p.add_argument("--out", help="report directory (default: <run_dir>/evaluation_<split>)")
@@ -36,32 +35,38 @@ def add_parser(subparsers) -> None:
 
 
 def _read_options(path):
-  import json
-  import os
-
-  import yaml
+  from tf_seqmodels.config import read_mapping_file
   if not path:
     return {}
-  if not os.path.exists(path):
-    raise FileNotFoundError(f"evaluator options file not found: {path}")
-  with open(path) as f:
-    data = json.load(f) if path.endswith(".json") else yaml.safe_load(f)
-  if data is None:
-    return {}
-  if not isinstance(data, dict):
-    raise ValueError(f"{path}: evaluator options must be a mapping, got {type(data).__name__}")
-  return data
+  return read_mapping_file(path, "evaluator options", allow_empty=True)
 
 
-def _recorded_config(run_dir: str):
-  """The training config recorded in `run_dir/run.json` by `tf-seqmodels train`."""
-  from tf_seqmodels.training.checkpointing import read_train_config
-  try:
-    return read_train_config(run_dir)
-  except FileNotFoundError as e:
-    raise FileNotFoundError(f"{e}; give --config with --weights instead") from None
-  except ValueError as e:  # no recorded config, or one that no longer parses
-    raise ValueError(f"{e}; give --config with --weights instead") from None
+def _config_and_weights(args):
+  """(training config, weights) of the model source flags (`model_source`)."""
+  from tf_seqmodels.model_source import (CHECKPOINT, REGISTRY, RUN, SAVED_MODEL, ModelSource,
+                                         ModelSourceError, load_train_config)
+  from tf_seqmodels.training.run_config import TrainConfig
+  if not args.model:
+    if not args.config:
+      raise ValueError("evaluate needs --model (a run directory, or a checkpoint with --config) "
+                       "or --config (the run's training config)")
+    return TrainConfig.load(args.config), args.weights
+  source = ModelSource.from_args(args)
+  kind = source.check()
+  if kind == SAVED_MODEL:
+    raise ModelSourceError(f"--model {args.model} is a SavedModel: evaluate needs the run's "
+                           f"task and data (a run directory, or a checkpoint with --config "
+                           f"TRAIN.yaml)")
+  if kind == RUN:
+    return load_train_config(args.model), args.model
+  if not args.config:
+    raise ModelSourceError(f"--model {args.model} is a {kind}: give the training config it was "
+                           f"trained with (--config TRAIN.yaml: model, task and data)")
+  config = TrainConfig.load(args.config)
+  if kind == REGISTRY and config.model.name != args.model:
+    raise ModelSourceError(f"--model {args.model} but {args.config} trains "
+                           f"{config.model.name!r}")
+  return config, args.model if kind == CHECKPOINT else args.weights
 
 
 def run(args) -> int:
@@ -72,17 +77,12 @@ def run(args) -> int:
     return 0
   from tf_seqmodels.evaluation.run import evaluate_run
   from tf_seqmodels.training.run_config import DataSection, TrainConfig
-  if bool(args.config) == bool(args.model):
-    raise ValueError("evaluate needs either --config (the run's training config) or --model "
-                     "(the run directory)")
-  config = TrainConfig.load(args.config) if args.config else _recorded_config(args.model)
-  if args.model and not args.weights:
-    args.weights = args.model
+  config, weights = _config_and_weights(args)
   if args.data:
     config = config.replace(data=DataSection.load(args.data))
   if args.strategy:
     config = config.replace(strategy=config.strategy.replace(kind=args.strategy))
-  report, paths = evaluate_run(config, weights=args.weights, which=args.which, split=args.split,
+  report, paths = evaluate_run(config, weights=weights, which=args.which, split=args.split,
                                options=_read_options(args.options), out_dir=args.out,
                                progress=not args.quiet)
   for key, value in report.metrics.items():

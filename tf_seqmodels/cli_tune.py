@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import sys
 
+from tf_seqmodels.cli_common import positive_int
+
 
 def add_parser(subparsers) -> None:
   parser = subparsers.add_parser("tune", help="hyper-parameter search (keras-tuner: random, "
@@ -16,7 +18,7 @@ def add_parser(subparsers) -> None:
   parser.add_argument("--config", required=True, help="search config (.yaml/.json): run + search")
   parser.add_argument("--algorithm", choices=("random", "bayesian", "hyperband"),
                       help="override search.algorithm")
-  parser.add_argument("--max-trials", type=int, help="override search.max_trials")
+  parser.add_argument("--max-trials", type=positive_int, help="override search.max_trials")
   parser.add_argument("--directory", help="override search.directory")
   parser.add_argument("--overwrite", action="store_true",
                       help="start the search afresh instead of resuming it")

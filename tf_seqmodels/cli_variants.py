@@ -5,16 +5,14 @@ from __future__ import annotations
 import sys
 
 from tf_seqmodels.beam import add_runner_arguments, beam_run
+from tf_seqmodels.cli_common import nonnegative_int, positive_int
+from tf_seqmodels.model_source import add_model_source_arguments
 
 
 def add_model_arguments(p) -> None:
-  """Model-loading options shared by the DNA-analysis subcommands."""
-  p.add_argument("--model", required=True, help="training run directory, checkpoint (prefix or "
-                 "directory, with --model-name) or SavedModel directory")
-  p.add_argument("--model-name", help="registered model name for a bare checkpoint")
-  p.add_argument("--model-config", help="model config (.yaml/.json) for a bare checkpoint")
-  p.add_argument("--which", choices=("best", "latest"), default="best",
-                 help="checkpoint of a run directory")
+  """Model-loading options shared by the DNA-analysis subcommands: the model source flags of
+  every command (`model_source`) plus the analysis options."""
+  add_model_source_arguments(p)
   p.add_argument("--without-bias", action="store_true", help="score the bias-corrected model "
                  "of a bias-factorised model (ChromBPNet's no-bias model)")
   p.add_argument("--targets", help="Basenji targets table whose strand pairs (CAGE +/-) apply "
@@ -25,20 +23,20 @@ def add_model_arguments(p) -> None:
                  "without tf-seqmodels metadata")
   p.add_argument("--strategy", choices=("default", "mirrored", "multiworker", "tpu"),
                  default="default", help="distribute batches like the trainer")
-  p.add_argument("--cpu-devices", type=int, default=0,
+  p.add_argument("--cpu-devices", type=nonnegative_int, default=0,
                  help="with --strategy mirrored on a CPU machine: logical CPU replicas")
-  p.add_argument("--batch-size", type=int, default=8)
+  p.add_argument("--batch-size", type=positive_int, default=8)
   p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def load_model_and_runner(args):
   from tf_seqmodels.analysis.inference import BatchRunner, load_analysis_model
+  from tf_seqmodels.model_source import ModelSource
   from tf_seqmodels.training.strategy import StrategyConfig, make_strategy
   options = {"cpu_devices": args.cpu_devices} if args.cpu_devices else {}
   info = make_strategy(StrategyConfig(kind=args.strategy, **options))
   runner = BatchRunner(info)
-  model = load_analysis_model(args.model, model_name=args.model_name,
-                              model_config=args.model_config, which=args.which,
+  model = load_analysis_model(None, source=ModelSource.from_args(args),
                               without_bias=args.without_bias, strategy=info.strategy,
                               position_axes=_position_axes(getattr(args, "position_axes", None)),
                               targets=getattr(args, "targets", None))
@@ -61,7 +59,12 @@ def _tracks(specs) -> dict:
     head, _, indices = spec.partition(":")
     if not indices:
       raise ValueError(f"--tracks {spec!r}: expected HEAD:I,J,...")
-    out[head] = tuple(int(i) for i in indices.split(","))
+    try:
+      out[head] = tuple(int(i) for i in indices.split(","))
+    except ValueError:
+      raise ValueError(f"--tracks {spec!r}: track indices must be integers") from None
+    if any(i < 0 for i in out[head]):
+      raise ValueError(f"--tracks {spec!r}: track indices must be >= 0")
   return out
 
 
@@ -78,7 +81,7 @@ def add_parser(subparsers) -> None:
   p.add_argument("--output", required=True, help="scores: .h5 (all tracks, PCA) or .tsv")
   p.add_argument("--heads", nargs="*", default=(), help="heads to score (default: all)")
   p.add_argument("--tracks", nargs="*", help="track subsets, HEAD:I,J,... (default: all tracks)")
-  p.add_argument("--window-bins", type=int, help="sum this many output bins centred on the "
+  p.add_argument("--window-bins", type=positive_int, help="sum this many output bins centred on the "
                  "variant (or TSS); default: all bins")
   p.add_argument("--genes", help="gene mode: BED of genes/TSSs (strand in column 6); windows are "
                  "centred on each TSS within reach (defaults --window-bins to 3)")
@@ -88,8 +91,8 @@ def add_parser(subparsers) -> None:
   p.add_argument("--shifts", type=int, nargs="+", default=(0,), help="window shifts (bp) to "
                  "average over, e.g. -1 0 1")
   p.add_argument("--no-reverse-complement", action="store_true")
-  p.add_argument("--sequence-length", type=int, help="input length (default: the model's)")
-  p.add_argument("--pca", type=int, default=0, metavar="K",
+  p.add_argument("--sequence-length", type=positive_int, help="input length (default: the model's)")
+  p.add_argument("--pca", type=nonnegative_int, default=0, metavar="K",
                  help="add a K-component PCA summary of each score matrix (HDF5 only; 20 = the "
                  "Enformer release format)")
   add_runner_arguments(p)
@@ -99,11 +102,19 @@ def add_parser(subparsers) -> None:
 def run(args) -> int:
   from tf_seqmodels.analysis.variants import (VariantScoringConfig, score_pairs_file,
                                               score_vcf)
+  from tf_seqmodels.outputs import check_not_an_input
   if not args.pairs and not (args.vcf and args.fasta):
     raise ValueError("give --vcf and --fasta, or --pairs")
   beam = beam_run(args)
   if beam and args.pairs:
     raise ValueError("--runner beam scores --vcf/--fasta inputs; --pairs runs in one process")
+  if args.pairs and (args.vcf or args.genes):
+    raise ValueError("--pairs replaces --vcf/--fasta/--genes; give one input")
+  if not args.output.endswith((".h5", ".hdf5", ".tsv", ".txt")):
+    raise ValueError(f"--output {args.output}: give a .h5 or .tsv file")
+  check_not_an_input(args.output, {"--vcf": args.vcf, "--fasta": args.fasta, "--pairs":
+                                   args.pairs, "--genes": args.genes, "--plasmid": args.plasmid,
+                                   "--targets": args.targets, "--config": args.config})
   model, runner = load_model_and_runner(args)
   window = args.window_bins if args.window_bins or not args.genes else 3
   statistics = {"statistics": tuple(args.statistics)} if args.statistics else {}

@@ -139,7 +139,7 @@ class Config:
 
   @classmethod
   def from_json(cls: type[ConfigT], text: str) -> ConfigT:
-    return cls.from_dict(json.loads(text))
+    return cls.from_dict(parse_json(text))
 
   def to_yaml(self) -> str:
     import yaml
@@ -147,8 +147,7 @@ class Config:
 
   @classmethod
   def from_yaml(cls: type[ConfigT], text: str) -> ConfigT:
-    import yaml
-    return cls.from_dict(yaml.safe_load(text) or {})
+    return cls.from_dict(parse_yaml(text) or {})
 
   def save(self, path: str | os.PathLike) -> None:
     """Writes the config as YAML or JSON (by extension), atomically."""
@@ -158,12 +157,101 @@ class Config:
 
   @classmethod
   def load(cls: type[ConfigT], path: str | os.PathLike) -> ConfigT:
+    """Reads a YAML/JSON config file (`read_mapping_file`: syntax errors name file and line,
+    duplicate keys and empty files are errors)."""
     path = os.fspath(path)
-    if not os.path.exists(path):
-      raise FileNotFoundError(f"config file not found: {path}")
-    with open(path) as f:
+    return cls.from_dict(read_mapping_file(path), where=path)
+
+
+class _UniqueKeyLoader:
+  """Builds (once) a yaml SafeLoader subclass that refuses duplicate mapping keys: YAML
+  itself lets the last one win, so a repeated key would silently drop a setting."""
+  _cls = None
+
+  @classmethod
+  def get(cls):
+    if cls._cls is None:
+      import yaml
+
+      class Loader(yaml.SafeLoader):
+        pass
+
+      def construct_mapping(loader, node, deep=False):
+        seen = {}
+        for key_node, _ in node.value:
+          key = loader.construct_object(key_node, deep=True)
+          if key in seen:
+            mark = key_node.start_mark
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r} (first on line {seen[key] + 1})", mark)
+          seen[key] = key_node.start_mark.line
+        return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+
+      Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, construct_mapping)
+      cls._cls = Loader
+    return cls._cls
+
+
+def parse_yaml(text: str, name: str = "<string>") -> Any:
+  """YAML `text` -> plain data; a syntax error or duplicate key is a `ConfigError` naming
+  `name` (the file) and the line and column."""
+  import yaml
+  try:
+    return yaml.load(text, Loader=_UniqueKeyLoader.get())  # noqa: S506 (a SafeLoader)
+  except yaml.MarkedYAMLError as e:
+    mark = e.problem_mark or e.context_mark
+    where = f"{name}:{mark.line + 1}:{mark.column + 1}" if mark else name
+    problem = " ".join(str(p) for p in (e.context, e.problem) if p)
+    raise ConfigError(f"{where}: invalid YAML: {problem}") from None
+  except yaml.YAMLError as e:
+    raise ConfigError(f"{name}: invalid YAML: {e}") from None
+
+
+def parse_json(text: str, name: str = "<string>") -> Any:
+  """JSON `text` -> plain data; syntax errors and duplicate keys name `name`, line, column."""
+  def unique(pairs):
+    out = {}
+    for key, value in pairs:
+      if key in out:
+        raise ConfigError(f"{name}: duplicate key {key!r}")
+      out[key] = value
+    return out
+  try:
+    return json.loads(text, object_pairs_hook=unique)
+  except json.JSONDecodeError as e:
+    raise ConfigError(f"{name}:{e.lineno}:{e.colno}: invalid JSON: {e.msg}") from None
+
+
+def read_mapping_file(path: str | os.PathLike, what: str = "config", allow_empty: bool = False
+                      ) -> dict[str, Any]:
+  """The mapping in a YAML or JSON file (by extension; .json is JSON, anything else YAML).
+
+  Raises:
+    FileNotFoundError: no such file. ConfigError: a directory, undecodable text, a syntax
+      error or duplicate key (file:line:column), an empty file (unless `allow_empty`: then {}),
+      or a top level that is not a mapping.
+  """
+  path = os.fspath(path)
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"{what} file not found: {path}")
+  if os.path.isdir(path):
+    raise ConfigError(f"{path}: is a directory, expected a {what} file (.yaml/.json)")
+  try:
+    with open(path, encoding="utf-8") as f:
       text = f.read()
-    return cls.from_json(text) if path.endswith(".json") else cls.from_yaml(text)
+  except UnicodeDecodeError as e:
+    raise ConfigError(f"{path}: not a text {what} file ({e.reason} at byte {e.start})") from None
+  data = parse_json(text, path) if path.endswith(".json") else parse_yaml(text, path)
+  if data is None or data == {}:
+    if allow_empty:
+      return {}
+    # An empty file would silently mean every default (e.g. the full published model).
+    raise ConfigError(f"{path}: empty {what} file; write the settings (see `tf-seqmodels config "
+                      f"MODEL` for a model's keys)")
+  if not isinstance(data, Mapping):
+    raise ConfigError(f"{path}: a {what} file must hold a mapping (key: value lines), got "
+                      f"{type(data).__name__}")
+  return dict(data)
 
 
 def _umask() -> int:

@@ -192,23 +192,20 @@ def _saved_channels(fn) -> Optional[int]:
 
 # --- loading --------------------------------------------------------------------------------
 
-def _is_saved_model(path: str) -> bool:
-  return os.path.isdir(path) and os.path.exists(os.path.join(path, "saved_model.pb"))
-
-
 def load_analysis_model(path: str, *, model_name: Optional[str] = None,
                         model_config: Optional[str] = None, which: str = "best",
                         without_bias: bool = False, strategy=None,
                         position_axes: Optional[Mapping[str, Optional[int]]] = None,
-                        targets: Optional[str] = None) -> AnalysisModel:
-  """Loads a model for analysis.
+                        targets: Optional[str] = None, source=None) -> AnalysisModel:
+  """Loads a model for analysis through the one model loader (`model_source.load_model`).
 
   Args:
-    path: a training run directory (run.json + checkpoints), a checkpoint (prefix or
-      directory, with `model_name`), or a SavedModel directory (a tf-seqmodels export: its
-      metadata gives position axes, head kinds and strand pairs).
-    model_name, model_config: registry name and config file (.yaml/.json) for a bare
-      checkpoint; the config defaults to the registered model's defaults.
+    path: what `--model` names: a training run directory, a checkpoint (prefix or directory,
+      with `model_config` and/or `model_name`), a registered model name, or a SavedModel
+      directory (a tf-seqmodels export: its metadata gives position axes, head kinds and
+      strand pairs).
+    model_name, model_config: registry name and config file (training or model config) of a
+      bare checkpoint.
     which: "best" or "latest" checkpoint of a run directory (best falls back to latest).
     without_bias: score the bias-corrected model (`without_bias()` of a bias-factorised
       model such as ChromBPNet).
@@ -216,35 +213,41 @@ def load_analysis_model(path: str, *, model_name: Optional[str] = None,
     position_axes: overrides of the positional output axis per head.
     targets: a Basenji targets table whose strand pairs apply to the model's track head
       (default: the run's own data config, or the export's metadata).
+    source: a `model_source.ModelSource` (all its flags) instead of path/model_name/...
   """
   from tf_seqmodels.data.strands import (check_track_permutation, data_track_permutations,
                                          targets_permutation)
-  path = os.fspath(path)
-  if not os.path.exists(path) and not os.path.exists(path + ".index"):
-    raise FileNotFoundError(f"model not found: {path}")
-  strategy = strategy or tf.distribute.get_strategy()
-  if _is_saved_model(path):
-    if without_bias:
-      raise ValueError("--without-bias needs a tf-seqmodels checkpoint or run directory (a "
-                       "SavedModel has no separable bias model)")
-    with strategy.scope():
-      loaded = tf.saved_model.load(path)
-    if _predictor_of(loaded) is None:
-      raise ValueError(f"SavedModel {path} has neither predict_on_batch nor "
-                       f".model.predict_on_batch")
-    model = AnalysisModel(loaded, position_axes, name=os.path.basename(path.rstrip("/")))
+  from tf_seqmodels.model_source import (RUN, SAVED_MODEL, ModelSource, ModelSourceError, load_model,
+                                         recorded_file)
+  if source is None:
+    source = ModelSource(os.fspath(path), config=model_config, model_name=model_name,
+                         which=which)
+  if without_bias and source.kind == SAVED_MODEL:
+    raise ModelSourceError("--without-bias needs a tf-seqmodels checkpoint or run directory (a "
+                           "SavedModel has no separable bias model)")
+  loaded = load_model(source, strategy or tf.distribute.get_strategy())
+  if loaded.kind == SAVED_MODEL:
+    if _predictor_of(loaded.model) is None:
+      raise ModelSourceError(f"SavedModel {loaded.path} has neither predict_on_batch nor "
+                             f".model.predict_on_batch")
+    model = AnalysisModel(loaded.model, position_axes, name=loaded.name)
     model.track_permutations.update(_targets_perms(model, targets, targets_permutation))
     return model
-  from tf_seqmodels.training.checkpointing import load_trained_model
-  model, model_name, train_config, _ = load_trained_model(
-      path, model_name=model_name, model_config=model_config, which=which, strategy=strategy)
-  perms = data_track_permutations(train_config.data) if train_config is not None else {}
+  model, train_config = loaded.model, loaded.train_config
+  perms = {}
+  if train_config is not None and not targets:  # --targets overrides what the run recorded
+    data = train_config.data
+    table = dict(data.options).get("targets") if data.type == "tracks" else None
+    if isinstance(table, str):
+      recorded_file(table, "targets table", "--targets",
+                    source.model if loaded.kind == RUN else None)
+    perms = data_track_permutations(data)
   if without_bias:
     if not hasattr(model, "without_bias"):
-      raise ValueError(f"{model_name} has no bias model (--without-bias is for bias-factorised "
-                       f"models such as chrombpnet)")
+      raise ModelSourceError(f"{loaded.name} has no bias model (--without-bias is for "
+                             f"bias-factorised models such as chrombpnet)")
     model = model.without_bias()
-  analysis = AnalysisModel(model, position_axes, name=model_name)
+  analysis = AnalysisModel(model, position_axes, name=loaded.name)
   perms.update(_targets_perms(analysis, targets, targets_permutation))
   analysis.track_permutations.update(
       {h: check_track_permutation(p, f"strand pairs of {h!r}") for h, p in perms.items()

@@ -221,10 +221,12 @@ def score_vcf_beam(model, vcf: str, fasta: str, output: str, config, *, run: Bea
 
 # --- predict -------------------------------------------------------------------------------------
 
-def predict_fasta_beam(module, fasta: str, *, run: BeamRun, output: str,
-                       batch_size: int) -> tuple[dict[str, np.ndarray], list[str]]:
+def predict_fasta_beam(model, fasta: str, *, run: BeamRun, output: str, batch_size: int,
+                       model_source: Optional[str] = None
+                       ) -> tuple[dict[str, np.ndarray], list[str]]:
   """`tf-seqmodels predict` over the records of `fasta` as a Beam pipeline: {head: [N, ...]}
-  predictions of the exported `module` (`predict_on_batch` on `one_hot_encode`d records) and
+  predictions of the analysis `model` (its export, or the SavedModel `model_source` it was
+  loaded from; `predict_on_batch` on `one_hot_encode`d records) and
   the record names, in file order. The FASTA is read through its index (pyfaidx) in the workers,
   so records must have the same length (as `predict` requires) and regular line lengths."""
   import apache_beam as beam
@@ -238,9 +240,9 @@ def predict_fasta_beam(module, fasta: str, *, run: BeamRun, output: str,
     lengths = set(genome.chrom_sizes.values())
   if len(lengths) != 1:
     raise SequenceError(f"{fasta}: all records must have the same length, got {sorted(lengths)}")
-  module.check_length(lengths.pop())
+  model.check_length(lengths.pop())
   with work_directory(run, output) as work:
-    savedmodel = export_model(module, work)
+    savedmodel = saved_model_path(model, model_source, work)
     write_inputs(work, enumerate(names))
     shards = os.path.join(work, "shards")
     worker.ship_by_value()

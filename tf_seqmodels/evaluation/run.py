@@ -16,12 +16,12 @@ from tf_seqmodels.evaluation.registry import evaluator_options, get_evaluator
 from tf_seqmodels.evaluation.report import Report
 
 
-def restore_weights(model, path: str, which: str = "best") -> str:
+def restore_weights(model, path: str, which: str = "best", name: str = "the model") -> str:
   """Loads a run directory's best / latest checkpoint, or a checkpoint prefix / directory
-  written by `save_checkpoint`, into `model`; returns the prefix read (see
-  `training.checkpointing.restore_weights`)."""
-  from tf_seqmodels.training import checkpointing
-  return checkpointing.restore_weights(model, path, which)
+  written by `save_checkpoint`, into `model`; returns the prefix read (the one model loader's
+  `model_source.restore_into`: a checkpoint of another config is a short error)."""
+  from tf_seqmodels.model_source import restore_into
+  return restore_into(model, name, path, which)
 
 
 def _split_dataset(source, split: str, name: str):
@@ -61,7 +61,7 @@ def evaluate_run(config, *, weights: Optional[str] = None, which: str = "best",
   model_config = _model_config(config.model)
   with info.strategy.scope():
     model = build_model(config.model.name, model_config)
-    read = restore_weights(model, weights or config.run_dir, which)
+    read = restore_weights(model, weights or config.run_dir, which, config.model.name)
   context = BuildContext(model, config.model.name, model_config, config.task.type,
                          config.task.options, config.trainer.seed)
   sources = build_data(config.data, context)

@@ -241,38 +241,3 @@ def restore_weights(model, path: str, which: str = "best", strategy=None) -> str
   from tf_seqmodels.convert.weights import load_checkpoint
   load_checkpoint(model, path)
   return path
-
-
-def load_trained_model(path: str, *, model_name: Optional[str] = None,
-                       model_config: Any = None, which: str = "best", strategy=None):
-  """A registered model with trained weights: from a run directory (the model and config its
-  run.json records) or a bare checkpoint (`model_name` plus a config object, a config file
-  path, or None for the registered defaults).
-
-  Returns:
-    (model, registry name, train_config or None for a bare checkpoint, prefix read).
-  """
-  from tf_seqmodels.models.registry import build_model, get_entry
-  path = os.fspath(path)
-  if not os.path.exists(path) and not os.path.exists(path + ".index"):
-    raise FileNotFoundError(f"model not found: {path}")
-  train_config = None
-  if is_run_dir(path) and model_name is None:
-    from tf_seqmodels.training.run_config import _model_config
-    train_config = read_train_config(path)
-    model_name, config = train_config.model.name, _model_config(train_config.model)
-  else:
-    if model_name is None:
-      raise ValueError(f"{path} is a checkpoint without run.json: name its model (--model-name)")
-    entry = get_entry(model_name)
-    if model_config is None:
-      config = entry.config_class()
-    elif isinstance(model_config, (str, os.PathLike)):
-      config = entry.config_class.load(model_config)
-    else:
-      config = model_config
-  strategy = strategy or tf.distribute.get_strategy()
-  with strategy.scope():
-    model = build_model(model_name, config)
-    read = restore_weights(model, path, which, strategy)
-  return model, model_name, train_config, read
