@@ -55,7 +55,7 @@ def _read_options(path):
 
 def _recorded_config(run_dir: str):
   """The training config recorded in `run_dir/run.json` by `tf-seqmodels train`."""
-  from tf_seqmodels.training.checkpointing import read_train_config
+  from tf_seqmodels.training.run_config import read_train_config
   try:
     return read_train_config(run_dir)
   except FileNotFoundError as e:

@@ -235,7 +235,7 @@ def load_analysis_model(path: str, *, model_name: Optional[str] = None,
     model = AnalysisModel(loaded, position_axes, name=os.path.basename(path.rstrip("/")))
     model.track_permutations.update(_targets_perms(model, targets, targets_permutation))
     return model
-  from tf_seqmodels.training.checkpointing import load_trained_model
+  from tf_seqmodels.training.run_config import load_trained_model
   model, model_name, train_config, _ = load_trained_model(
       path, model_name=model_name, model_config=model_config, which=which, strategy=strategy)
   perms = data_track_permutations(train_config.data) if train_config is not None else {}

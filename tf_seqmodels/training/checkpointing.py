@@ -7,8 +7,8 @@
     run_dir/best.json                                {"epoch", "step", "metric", "value", "path"}
 
 A checkpoint holds `model`, `optimizer` and the trainer's `state` (step, epoch-loss
-accumulators, best value, evaluations since the best); `loop.restore_best(model, run_dir)`
-reads best.json as written here.
+accumulators, best value, evaluations since the best); `restore_model(model, run_dir)`
+restores the best one.
 
 A kill at any moment leaves the last complete checkpoint usable: TensorFlow writes the
 checkpoint files before the manager rewrites its "checkpoint" index, and best.json is
@@ -35,7 +35,7 @@ from tf_seqmodels.config import apply_default_permissions, atomic_write_text
 
 CHECKPOINT_SUBDIR = "checkpoints"
 CHECKPOINT_NAME = "ckpt"
-BEST_POINTER = "best.json"  # same name and format as training.loop
+BEST_POINTER = "best.json"
 BEST_PREFIX = "best-step"
 
 
@@ -179,26 +179,6 @@ def is_run_dir(path: str) -> bool:
   return os.path.isdir(path) and os.path.exists(os.path.join(path, RUN_METADATA))
 
 
-def read_train_config(run_dir: str):
-  """The `TrainConfig` that `tf-seqmodels train` recorded in `run_dir/run.json`
-  (metadata["config"]["train_config"]: the trainer stores its metadata under "config").
-
-  Raises:
-    FileNotFoundError: no run.json; ValueError: run.json records no training config.
-  """
-  from tf_seqmodels.training.logging import RUN_METADATA
-  from tf_seqmodels.training.run_config import TrainConfig
-  path = os.path.join(run_dir, RUN_METADATA)
-  if not os.path.exists(path):
-    raise FileNotFoundError(f"{run_dir} is not a training run directory (no {RUN_METADATA})")
-  with open(path) as f:
-    recorded = (json.load(f).get("config") or {}).get("train_config")
-  if not recorded:
-    raise ValueError(f"{path} records no training config (the run was not started by "
-                     f"`tf-seqmodels train`); name the model and its config instead")
-  return TrainConfig.from_dict(recorded, where=path)
-
-
 def ensure_built(model, strategy=None) -> None:
   """Creates a contract model's variables under `strategy` (None: the current one).
 
@@ -241,38 +221,3 @@ def restore_weights(model, path: str, which: str = "best", strategy=None) -> str
   from tf_seqmodels.convert.weights import load_checkpoint
   load_checkpoint(model, path)
   return path
-
-
-def load_trained_model(path: str, *, model_name: Optional[str] = None,
-                       model_config: Any = None, which: str = "best", strategy=None):
-  """A registered model with trained weights: from a run directory (the model and config its
-  run.json records) or a bare checkpoint (`model_name` plus a config object, a config file
-  path, or None for the registered defaults).
-
-  Returns:
-    (model, registry name, train_config or None for a bare checkpoint, prefix read).
-  """
-  from tf_seqmodels.models.registry import build_model, get_entry
-  path = os.fspath(path)
-  if not os.path.exists(path) and not os.path.exists(path + ".index"):
-    raise FileNotFoundError(f"model not found: {path}")
-  train_config = None
-  if is_run_dir(path) and model_name is None:
-    from tf_seqmodels.training.run_config import _model_config
-    train_config = read_train_config(path)
-    model_name, config = train_config.model.name, _model_config(train_config.model)
-  else:
-    if model_name is None:
-      raise ValueError(f"{path} is a checkpoint without run.json: name its model (--model-name)")
-    entry = get_entry(model_name)
-    if model_config is None:
-      config = entry.config_class()
-    elif isinstance(model_config, (str, os.PathLike)):
-      config = entry.config_class.load(model_config)
-    else:
-      config = model_config
-  strategy = strategy or tf.distribute.get_strategy()
-  with strategy.scope():
-    model = build_model(model_name, config)
-    read = restore_weights(model, path, which, strategy)
-  return model, model_name, train_config, read

@@ -63,14 +63,13 @@ import numpy as np
 import tensorflow as tf
 
 from tf_seqmodels.config import Config, ConfigError
-from tf_seqmodels.tasks.base import Task
+from tf_seqmodels.tasks.base import Task, select_metric, source_metric_directions
 from tf_seqmodels.training import checkpointing
 from tf_seqmodels.training import logging as run_logging
 from tf_seqmodels.training.precision import compute_dtype, precision_dtype
 from tf_seqmodels.training.strategy import (StrategyConfig, StrategyError, StrategyInfo,
                                             describe_strategy, make_strategy)
 
-_LOWER_IS_BETTER = ("loss", "mse", "mae", "rmse", "jsd", "nll")
 DEFAULT_SOURCE = "train"
 
 
@@ -103,8 +102,9 @@ class TrainerConfig(Config):
       always saved after each validation, at each epoch end and at the end of the run).
     keep_checkpoints: resume checkpoints kept.
     select_best_by: validation metric for the best checkpoint and early stopping, e.g.
-      "pearson" (higher is better), "loss"/"mse" (lower is better); "max:"/"min:" force the
-      direction; with several sources "<source>/<metric>".
+      "pearson", "loss", "counts_mse_peaks"; its direction is the one the task declares
+      (`Task.METRICS`; the loss is lower-is-better); "max:"/"min:" force it; with several
+      sources "<source>/<metric>". A metric the task does not report is an error.
     patience: stop after this many validations without improvement (None = never).
     min_delta: an improvement must exceed this.
     log_every: write training metrics every this many steps.
@@ -160,12 +160,10 @@ class TrainerConfig(Config):
       fail(f"mixed_precision must be 'float32' or 'bfloat16', got {self.mixed_precision!r}")
 
 
-def selection(select_best_by: str) -> tuple[str, bool]:
-  """'pearson' -> ('pearson', maximise); 'loss'/'mse'/... -> minimise; 'min:'/'max:' force."""
-  if select_best_by.startswith(("min:", "max:")):
-    return select_best_by[4:], select_best_by.startswith("max:")
-  base = select_best_by.split("/")[-1].split("_")[0]
-  return select_best_by, base not in _LOWER_IS_BETTER
+def selection(select_best_by: str, tasks: Union[Task, Mapping[str, Task]]) -> tuple[str, bool]:
+  """(metric, maximise) of a select_best_by against the tasks' declared metric directions
+  ("max:"/"min:" force the direction); ConfigError for a metric the tasks do not report."""
+  return select_metric(select_best_by, source_metric_directions(_as_sources(tasks, "task")))
 
 
 def set_determinism(seed: int, deterministic: bool) -> None:
@@ -247,7 +245,8 @@ class Trainer:
     task: a Task, or {source: Task} for several training sources.
     optimizer: a Sonnet-style optimizer (`apply(updates, variables)`, optionally
       `build(variables)`), created inside `strategy.scope()`; or a zero-argument callable
-      returning one, which the trainer calls inside the scope.
+      returning one, which the trainer calls inside the scope; None for a trainer that only
+      evaluates.
     strategy: None (the current strategy), a StrategyInfo (`make_strategy`), a
       StrategyConfig or kind name, or a tf.distribute.Strategy.
     config: TrainerConfig.
@@ -283,7 +282,7 @@ class Trainer:
     if callable(optimizer) and not hasattr(optimizer, "apply"):
       with self.strategy.scope():
         optimizer = optimizer()
-    if not hasattr(optimizer, "apply"):
+    if optimizer is not None and not hasattr(optimizer, "apply"):
       raise TypeError(f"optimizer must have apply(updates, variables) (a Sonnet-style "
                       f"optimizer such as training.AdamW), got {type(optimizer).__name__}")
     self.optimizer = optimizer
@@ -303,8 +302,10 @@ class Trainer:
                          if run_dir else None)
     self._eval_fns: dict[str, Callable] = {}
     self._train_call: Optional[Callable] = None
-    # Before any variable exists, so initial values follow the seed.
-    set_determinism(self.config.seed, self.config.deterministic)
+    if optimizer is not None:
+      # Before any variable exists, so initial values follow the seed (a trainer that only
+      # evaluates leaves the random state alone).
+      set_determinism(self.config.seed, self.config.deterministic)
 
   # --- variables ----------------------------------------------------------------------------
   @property
@@ -355,7 +356,7 @@ class Trainer:
         raise ValueError("the model has no trainable variables")
       if self.info.distributed:
         self._check_created_in_scope(variables)
-      if hasattr(self.optimizer, "build"):
+      if self.optimizer is not None and hasattr(self.optimizer, "build"):
         self.optimizer.build(variables)
     self.variables = variables
 
@@ -652,6 +653,8 @@ class Trainer:
       FileExistsError: run_dir has checkpoints and resume is False.
     """
     cfg = self.config
+    if self.optimizer is None:
+      raise ValueError("this Trainer has no optimizer: it can evaluate, not train")
     sources = _as_sources(train_data, "train_data")
     if set(sources) != set(self.tasks):
       raise ValueError(f"training sources {sorted(sources)} must match the tasks "
@@ -666,7 +669,8 @@ class Trainer:
     if cfg.select_best_by and validation_data is None:
       raise ValueError("select_best_by / patience need validation_data")
     validation = _as_sources(validation_data, "validation_data")
-    metric, maximise = selection(cfg.select_best_by) if cfg.select_best_by else (None, True)
+    metric, maximise = (selection(cfg.select_best_by, self.tasks) if cfg.select_best_by
+                        else (None, True))
 
     prepared = {n: self._prepare(sources[n], training=True, where=f"training data {n!r}")
                 for n in names}
@@ -870,19 +874,27 @@ class Trainer:
 
 def fit(model, task: Union[Task, Mapping[str, Task]], train_data, *, optimizer, epochs: int = 1,
         steps_per_epoch: Optional[int] = None, validation_data=None,
-        variables: Optional[Sequence[tf.Variable]] = None, select_best_by: Optional[str] = None,
-        checkpoint_dir: Optional[str] = None, progress: bool = True, strategy=None,
-        resume: bool = False, **config: Any) -> dict[str, Any]:
-  """`training.loop.fit`'s signature on the distributed Trainer.
+        variables: Union[None, Sequence[tf.Variable], Callable] = None,
+        select_best_by: Optional[str] = None, run_dir: Optional[str] = None,
+        progress: bool = True, strategy=None, resume: bool = False,
+        **config: Any) -> dict[str, Any]:
+  """`Trainer(...).fit(...)` in one call, for scripts, notebooks and tests:
 
-  `checkpoint_dir` is the run directory (resume checkpoints, best.json + best checkpoint
-  readable by `loop.restore_best`, logs); further keyword arguments are TrainerConfig
-  fields (e.g. eval_every, patience, deterministic, batch_size). Returns the Trainer's
-  history (a superset of loop.fit's keys: "loss", "val_<metric>", "epoch_time", "steps",
-  "best_epoch", "best_value", "best_checkpoint").
+      history = fit(model, task, train, optimizer=AdamW(...), epochs=80,
+                    validation_data=valid, select_best_by="pearson", run_dir="run/")
+
+  `run_dir` receives resume checkpoints, the best checkpoint (`checkpointing.restore_model`
+  reads it) and logs; further keyword arguments are TrainerConfig fields (eval_every,
+  patience, deterministic, batch_size, ...). Returns the Trainer's history.
   """
   trainer_config = TrainerConfig(epochs=epochs, steps_per_epoch=steps_per_epoch,
                                  select_best_by=select_best_by, progress=progress, **config)
   trainer = Trainer(model, task, optimizer, strategy=strategy, config=trainer_config,
-                    run_dir=checkpoint_dir, variables=variables)
+                    run_dir=run_dir, variables=variables)
   return trainer.fit(train_data, validation_data, resume=resume)
+
+
+def evaluate(model, task: Union[Task, Mapping[str, Task]], data, *, strategy=None) -> dict[str, float]:
+  """The task's loss and metrics of `model` over `data` (`Trainer.evaluate`, no training)."""
+  return Trainer(model, task, None, strategy=strategy,
+                 config=TrainerConfig(progress=False, tensorboard=False)).evaluate(data)
