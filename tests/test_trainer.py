@@ -22,7 +22,6 @@ from tf_seqmodels.blocks.torch_compat import TorchBatchNorm
 from tf_seqmodels.config import ConfigError
 from tf_seqmodels.tasks.base import StreamingMetric, Task
 from tf_seqmodels.tasks.dream import RegressionTask
-from tf_seqmodels.training import loop
 from tf_seqmodels.training import strategy as strategy_lib
 from tf_seqmodels.training.checkpointing import checkpoint_step, read_best, restore_model
 from tf_seqmodels.training.logging import MetricsLog
@@ -31,8 +30,8 @@ from tf_seqmodels.training.run_config import TrainConfig, run_training
 from tf_seqmodels.training.schedules import OneCycle
 from tf_seqmodels.training.strategy import (StrategyConfig, StrategyError, StrategyInfo,
                                             make_strategy)
-from tf_seqmodels.training.trainer import (NonFiniteLossError, Trainer, TrainerConfig, fit,
-                                           selection)
+from tf_seqmodels.training.trainer import (NonFiniteLossError, Trainer, TrainerConfig, evaluate,
+                                           fit, selection)
 
 
 class TinyNet(snt.Module):
@@ -129,11 +128,11 @@ def test_fit_trains_logs_checkpoints_and_refuses_accidental_reuse(tmp_path):
         assert value.metadata.plugin_data.plugin_name == "scalars"
   assert losses == pytest.approx({r["step"]: r["loss"] for r in train_records}, rel=1e-6)
 
-  # The best checkpoint is readable by loop.restore_best (same best.json format).
+  # The best checkpoint, restored into a fresh model, scores the best validation value.
   restored = TinyNet()
-  info = loop.restore_best(restored, str(tmp_path))
-  assert info["step"] == history["best_step"]
-  assert loop.evaluate(restored, RegressionTask(["gc"]), valid)["pearson"] == pytest.approx(
+  restore_model(restored, str(tmp_path), "best")
+  assert read_best(str(tmp_path))["step"] == history["best_step"]
+  assert evaluate(restored, RegressionTask(["gc"]), valid)["pearson"] == pytest.approx(
       history["best_value"], rel=1e-5)
 
   again = Trainer(TinyNet(), RegressionTask(["gc"]), AdamW(0.02), config=quiet(epochs=4),
@@ -145,18 +144,18 @@ def test_fit_trains_logs_checkpoints_and_refuses_accidental_reuse(tmp_path):
   assert done["resumed_from"] == 16 and done["steps"] == 16 and done["loss"] == history["loss"]
 
 
-def test_fit_function_mirrors_loop_fit(tmp_path):
+def test_fit_function_trains_through_the_trainer(tmp_path):
   x, y = toy_data()
   valid = dataset(*first(x, y, 32), 16)
   model = TinyNet()
   history = fit(model, RegressionTask(["gc"]), dataset(x, y, 16, shuffle_seed=0),
                 optimizer=AdamW(0.02), epochs=3, steps_per_epoch=2, validation_data=valid,
-                select_best_by="pearson", checkpoint_dir=str(tmp_path), progress=False)
+                select_best_by="pearson", run_dir=str(tmp_path), progress=False)
   assert history["steps"] == 6 and len(history["loss"]) == len(history["val_pearson"]) == 3
   assert history["best_epoch"] == int(np.nanargmax(history["val_pearson"])) + 1
   restored = TinyNet()
-  loop.restore_best(restored, str(tmp_path))
-  assert loop.evaluate(restored, RegressionTask(["gc"]), valid)["pearson"] == pytest.approx(
+  restore_model(restored, str(tmp_path), "best")
+  assert evaluate(restored, RegressionTask(["gc"]), valid)["pearson"] == pytest.approx(
       history["best_value"], rel=1e-5)
   assert history["best_checkpoint"].startswith(str(tmp_path))
 
@@ -178,6 +177,8 @@ class ScriptedMetric(StreamingMetric):
 
 
 class ScriptedTask(Task):
+  METRICS = {"score": True}
+
   def __init__(self, script):
     self.inner, self.script = RegressionTask(["gc"]), script
 
@@ -225,8 +226,22 @@ def test_keep_best_and_early_stopping_with_patience(tmp_path):
   resumed = again.fit(dataset(x, y, 16), dataset(*first(x, y, 32), 16), resume=True)
   assert resumed["stopped"] == "early_stopping" and resumed["steps"] == 10
   assert resumed["val_score"] == history["val_score"] and resumed["best_step"] == 4
-  assert selection("loss") == ("loss", False) and selection("max:mse") == ("mse", True)
-  assert selection("human/pearson") == ("human/pearson", True)
+
+
+def test_selection_reads_the_tasks_declared_directions():
+  task = RegressionTask(["gc"])
+  assert selection("loss", task) == ("loss", False) and selection("max:mse", task) == ("mse", True)
+  assert selection("mse", task) == ("mse", False) and selection("pearson", task) == ("pearson", True)
+  assert selection("mse/gc", task) == ("mse/gc", False)
+  sources = {"human": task, "mouse": RegressionTask(["gc"])}
+  assert selection("human/pearson", sources) == ("human/pearson", True)
+  assert selection("mouse/mse", sources) == ("mouse/mse", False)
+  assert selection("loss", sources) == ("loss", False)
+  with pytest.raises(ConfigError, match=r"'r2' is not a metric of this task; its metrics are "
+                     r"\['loss', 'mse', 'mse/gc', 'pearson'"):
+    selection("r2", task)
+  with pytest.raises(ConfigError, match="'min:jsd' is not a metric|'jsd' is not a metric"):
+    selection("min:jsd", task)
 
 
 @pytest.mark.parametrize("steps_per_call", [1, 4])

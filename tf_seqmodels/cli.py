@@ -117,7 +117,7 @@ def cmd_demo(args) -> int:
                                         track_splits)
   from tf_seqmodels.models import Enformer, EnformerConfig, num_trainable_parameters
   from tf_seqmodels.tasks.tracks import TrackTask, poisson_loss
-  from tf_seqmodels.training import Adam, fit, restore_best
+  from tf_seqmodels.training import Adam, fit, restore_model
 
   start = time.time()
   # The model's geometry decides the data windows; a bad config fails before any work.
@@ -166,12 +166,16 @@ def cmd_demo(args) -> int:
   peak = args.learning_rate
   optimizer = Adam(learning_rate=lambda step: peak * tf.minimum(  # linear warm-up, then constant
       1.0, tf.cast(step + 1, tf.float32) / warmup))
+  run_dir = os.path.join(out, "train")
+  if args.overwrite and os.path.isdir(run_dir):
+    import shutil
+    shutil.rmtree(run_dir)  # the previous demo's run (its data was just regenerated)
   history = fit(model, task, splits.train, optimizer=optimizer, epochs=epochs,
                 steps_per_epoch=max(1, args.steps // epochs), validation_data=splits.valid,
-                select_best_by="pearson", checkpoint_dir=os.path.join(out, "train"),
-                progress=not args.quiet)
+                select_best_by="pearson", run_dir=run_dir, seed=args.seed,
+                progress=not args.quiet, tensorboard=False)
   if history["best_epoch"] is not None:
-    restore_best(model, os.path.join(out, "train"))
+    restore_model(model, run_dir, "best")
   print(f"trained {history['steps']} steps in {sum(history['epoch_time']):.0f}s; best epoch "
         f"{history['best_epoch']} (validation pearson {history['best_value'] or float('nan'):.3f})")
 

@@ -25,7 +25,7 @@ from tf_seqmodels.tasks.chromoformer import ChromoformerTask  # noqa: E402
 __all__ += ["ChromoformerTask"]
 
 from tf_seqmodels.tasks.base import select_metric, source_metric_directions  # noqa: E402
-from tf_seqmodels.tasks import (TaskEntry, available_tasks, get_task_type,  # noqa: E402
+from tf_seqmodels.tasks.registry import (TaskEntry, available_tasks, get_task_type,  # noqa: E402
                                          import_evaluator, register_task)
 
 __all__ += ["select_metric", "source_metric_directions", "TaskEntry", "available_tasks",

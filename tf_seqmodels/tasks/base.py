@@ -20,6 +20,8 @@ from typing import Callable, ClassVar, Mapping, Optional
 import numpy as np
 import tensorflow as tf
 
+from tf_seqmodels.config import ConfigError
+
 Tensors = Mapping[str, tf.Tensor]
 
 
