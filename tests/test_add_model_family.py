@@ -112,6 +112,8 @@ def test_a_registered_family_trains_evaluates_and_tunes_through_the_run_assembly
                                progress=False)
   assert os.path.exists(paths["markdown"]) and os.path.exists(paths["json"])
   assert report.metadata["model"] == "toy_family"
+  assert report.metadata["higher_is_better"]["pearson"] == "higher"
+  assert report.metadata["higher_is_better"]["mse/activity"] == "lower"
   assert any("pearson" in key for key in report.metrics)
 
   # Tune (the `tf-seqmodels tune` path): the space the family registered.

@@ -204,3 +204,23 @@ def test_dream_rnn_overfits_with_soft_labels(demo):
   assert end["pearson"] > 0.4 and end["pearson"] > start["pearson"] + 0.3
   assert end["loss"] < start["loss"] - 0.3
   assert math.isfinite(end["spearman"])
+
+
+def test_the_dream_recipe_is_a_run_config_with_the_recipes_schedule(shared):
+  from tf_seqmodels.training import dream_train_config
+  data = {"train": shared("data", "dream_yeast", "demo_train.txt"),
+          "plasmid": shared("data", "dream_yeast", "plasmid.json")}
+  config = dream_train_config(data, model="dream_attn", epochs=2, steps_per_epoch=10,
+                              run_dir="runs/x")
+  assert config.model.name == "dream_attn" and config.task.type == "dream_soft_bin"
+  assert config.data.type == "dream" and config.data.batch_size == 1024
+  assert config.optimizer.learning_rate == 0.001  # DREAM-Attn's registered max LR
+  assert config.trainer.select_best_by == "pearson" and config.trainer.epochs == 2
+  # The optimizer the run config makes follows the recipe's OneCycle (LR and cycled beta1).
+  recipe = DreamTrainingConfig.for_model("dream_attn", epochs=2, steps_per_epoch=10)
+  ours, reference = config.optimizer.make(20, 10), recipe.make_optimizer(10)
+  for step in (0, 3, 6, 12, 19):
+    step = tf.constant(step, tf.int64)
+    assert float(ours.learning_rate(step)) == pytest.approx(float(reference.learning_rate(step)))
+    assert float(ours.beta1(step)) == pytest.approx(float(reference.beta1(step)))
+  assert ours.weight_decay == reference.weight_decay == 0.01

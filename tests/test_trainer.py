@@ -244,6 +244,102 @@ def test_selection_reads_the_tasks_declared_directions():
     selection("min:jsd", task)
 
 
+# --- resume after damage, interrupts --------------------------------------------------------------
+
+def test_resume_keeps_the_metrics_around_a_torn_line_and_skips_a_damaged_checkpoint(tmp_path):
+  x, y = toy_data()
+  train, valid = dataset(x, y, 16, shuffle_seed=1), dataset(*first(x, y, 32), 16)
+  config = quiet(epochs=2, checkpoint_every=2, keep_checkpoints=5, log_every=1)
+  Trainer(TinyNet(), RegressionTask(["gc"]), AdamW(0.02), config=config,
+          run_dir=str(tmp_path)).fit(train, valid)  # 8 steps, checkpoints 0, 2, 4, 6, 8
+  log = tmp_path / "metrics.jsonl"
+  lines = log.read_text().splitlines()
+  assert len(lines) > 6
+  lines[2] = lines[2][:len(lines[2]) // 2]  # one torn line in the middle of the history
+  log.write_text("\n".join(lines) + "\n")
+  # The newest checkpoint is cut short (a full disk): resume falls back to step 6.
+  for data in tf.io.gfile.glob(str(tmp_path / "checkpoints" / "ckpt-8.data-*")):
+    with open(data, "r+b") as f:
+      f.truncate(max(1, os.path.getsize(data) // 3))
+  again = Trainer(TinyNet(), RegressionTask(["gc"]), AdamW(0.02), config=config.replace(epochs=3),
+                  run_dir=str(tmp_path))
+  history = again.fit(train, valid, resume=True)
+  assert history["resumed_from"] == 6 and history["steps"] == 12
+  kept = MetricsLog(str(tmp_path)).records
+  before = [json.loads(line) for i, line in enumerate(lines) if i != 2]
+  # Every intact record up to step 6 survives (only the torn line is gone), then the new ones.
+  assert [r for r in kept if r["step"] <= 6] == [r for r in before if r["step"] <= 6]
+  assert max(r["step"] for r in kept) == 12 and len(history["loss"]) == 3
+
+
+def test_resume_with_no_checkpoint_that_restores_is_a_clear_error(tmp_path):
+  from tf_seqmodels.training.checkpointing import CheckpointError
+  x, y = toy_data(n=32)
+  Trainer(TinyNet(), RegressionTask(["gc"]), AdamW(0.02), config=quiet(epochs=1),
+          run_dir=str(tmp_path)).fit(dataset(x, y, 16))
+  for index in tf.io.gfile.glob(str(tmp_path / "checkpoints" / "ckpt-*.index")):
+    with open(index, "r+b") as f:
+      f.truncate(7)
+  with pytest.raises(CheckpointError, match="no resume checkpoint in .* restores: .*ckpt-2"):
+    Trainer(TinyNet(), RegressionTask(["gc"]), AdamW(0.02), config=quiet(epochs=2),
+            run_dir=str(tmp_path)).fit(dataset(x, y, 16), resume=True)
+
+
+@pytest.mark.parametrize("signal_name", ["SIGINT", "SIGTERM"])
+def test_a_signal_saves_a_checkpoint_marks_the_run_interrupted_and_resume_finishes(
+    tmp_path, signal_name):
+  import signal
+  from tf_seqmodels.training.trainer import TrainingInterrupted
+  x, y = toy_data(n=96)
+
+  def batches():
+    for i in range(0, 96, 8):
+      if i == 3 * 8:  # the signal arrives while the 4th batch is read
+        os.kill(os.getpid(), getattr(signal, signal_name))
+      yield x[i:i + 8], {k: v[i:i + 8] for k, v in y.items()}
+
+  spec = (tf.TensorSpec([None, 20, 4], tf.float32),
+          {k: tf.TensorSpec([None], tf.float32) for k in y})
+  data = tf.data.Dataset.from_generator(batches, output_signature=spec)
+  config = quiet(epochs=2, steps_per_epoch=12)
+  previous = signal.getsignal(signal.SIGINT)
+  with pytest.raises(TrainingInterrupted, match=f"interrupted by {signal_name} at step") as stop:
+    Trainer(TinyNet(), RegressionTask(["gc"]), AdamW(0.02), config=config,
+            run_dir=str(tmp_path)).fit(data)
+  assert signal.getsignal(signal.SIGINT) is previous  # handlers are restored
+  step = stop.value.step
+  assert 0 < step < 24 and checkpoint_step(stop.value.checkpoint) == step
+  run = json.loads((tmp_path / "run.json").read_text())
+  assert run["status"] == "interrupted" and run["final_step"] == step
+  assert stop.value.history["steps"] == step
+
+  def quiet_batches():
+    for i in range(0, 96, 8):
+      yield x[i:i + 8], {k: v[i:i + 8] for k, v in y.items()}
+
+  data = tf.data.Dataset.from_generator(quiet_batches, output_signature=spec)
+  done = Trainer(TinyNet(), RegressionTask(["gc"]), AdamW(0.02), config=config,
+                 run_dir=str(tmp_path)).fit(data, resume=True)
+  assert done["resumed_from"] == step and done["steps"] == 24 and done["stopped"] == "completed"
+
+
+def test_train_cli_exits_130_with_one_line_on_an_interrupt(tmp_path, monkeypatch, capsys):
+  from tf_seqmodels.training import run_config
+  from tf_seqmodels.training.trainer import TrainingInterrupted
+
+  def interrupted(config, **kwargs):
+    raise TrainingInterrupted("training interrupted by SIGINT at step 5; checkpoint x saved: "
+                              "continue with --resume", 5, "x", {}, "SIGINT")
+
+  monkeypatch.setattr(run_config, "run_training", interrupted)
+  path = tmp_path / "run.yaml"
+  TrainConfig(run_dir=str(tmp_path / "run")).save(path)
+  assert cli.main(["train", "--config", str(path)]) == 130
+  err = capsys.readouterr().err.strip().splitlines()
+  assert err == ["tf-seqmodels train: training interrupted by SIGINT at step 5; checkpoint x "
+                 "saved: continue with --resume"]
+
+
 @pytest.mark.parametrize("steps_per_call", [1, 4])
 def test_nan_guard_stops_with_last_good_checkpoint(tmp_path, steps_per_call):
   x, y = toy_data(n=80)

@@ -282,7 +282,7 @@ def cmd_train(args) -> int:
   """Trains the model/task/data of a training config (`training.run_config.TrainConfig`)."""
   from tf_seqmodels.training.run_config import TrainConfig, run_training
   from tf_seqmodels.training.strategy import StrategyError
-  from tf_seqmodels.training.trainer import NonFiniteLossError
+  from tf_seqmodels.training.trainer import NonFiniteLossError, TrainingInterrupted
   config = TrainConfig.load(args.config)
   strategy = {k: v for k, v in (("kind", args.strategy), ("tpu", args.tpu)) if v}
   if strategy:
@@ -297,6 +297,9 @@ def cmd_train(args) -> int:
   except NonFiniteLossError as e:
     print(f"tf-seqmodels train: stopped: {e}", file=sys.stderr)
     return 3
+  except TrainingInterrupted as e:
+    print(f"tf-seqmodels train: {e}", file=sys.stderr)
+    return 130
   summary = f"trained {history['steps']} steps ({history['stopped']}) into {config.run_dir}"
   if history["best_value"] is not None:
     summary += (f"; best {config.trainer.select_best_by} {history['best_value']:.4g} at step "

@@ -51,7 +51,10 @@ def evaluate_run(config, *, weights: Optional[str] = None, which: str = "best",
   track_permutations = data_track_permutations(config.data)
   report = Report(f"{config.model.name} ({config.task.type}, {split})", metadata={
       "model": config.model.name, "task": config.task.type, "split": split, "weights": read,
-      "strategy": config.strategy.kind, "replicas": info.num_replicas})
+      "strategy": config.strategy.kind, "replicas": info.num_replicas,
+      # What the task declares for its metrics (the trainer's selection reads the same).
+      "higher_is_better": {name: "higher" if higher else "lower"
+                           for name, higher in run.metric_directions().items()}})
   for name, source in sources.items():
     eval_context = EvaluationContext(
         model=model, task=run.tasks[name],

@@ -23,6 +23,7 @@ workers share.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shutil
@@ -37,6 +38,10 @@ CHECKPOINT_SUBDIR = "checkpoints"
 CHECKPOINT_NAME = "ckpt"
 BEST_POINTER = "best.json"
 BEST_PREFIX = "best-step"
+
+
+class CheckpointError(RuntimeError):
+  """No resume checkpoint of a run directory can be restored."""
 
 
 def checkpoint_step(path: str) -> int:
@@ -127,13 +132,37 @@ class Checkpointer:
   def latest(self) -> Optional[str]:
     return tf.train.latest_checkpoint(self.directory)
 
+  def candidates(self) -> list[str]:
+    """Resume checkpoints on disk, newest first (those the "checkpoint" index lists)."""
+    state = tf.train.get_checkpoint_state(self.directory)
+    if state is None:
+      return []
+    paths = list(state.all_model_checkpoint_paths) or [state.model_checkpoint_path]
+    if state.model_checkpoint_path and state.model_checkpoint_path not in paths:
+      paths.append(state.model_checkpoint_path)
+    paths = [p if os.path.isabs(p) else os.path.join(self.directory, p) for p in paths]
+    return sorted(set(paths), key=checkpoint_step, reverse=True)
+
   def restore_latest(self) -> Optional[int]:
-    """Restores the newest resume checkpoint; returns its step, or None if there is none."""
-    path = self.latest()
-    if path is None:
+    """Restores the newest resume checkpoint that restores; returns its step, or None if
+    there is none. A damaged newer checkpoint (files cut short by a full disk or a kill
+    during a copy) is skipped with a warning naming it."""
+    candidates = self.candidates()
+    if not candidates:
       return None
-    restore(self.checkpoint, path)
-    return checkpoint_step(path)
+    failures = []
+    for path in candidates:
+      try:
+        restore(self.checkpoint, path)
+      except (tf.errors.OpError, IndexError, ValueError, AssertionError, KeyError) as e:
+        failures.append(f"{path}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+        continue
+      for failure in failures:
+        logging.getLogger(__name__).warning("skipped a checkpoint that does not restore: %s",
+                                            failure)
+      return checkpoint_step(path)
+    raise CheckpointError(f"no resume checkpoint in {self.directory} restores: "
+                          + "; ".join(failures))
 
   def save(self, step: int) -> Optional[str]:
     """Writes resume checkpoint `step`; returns its prefix on the chief, None elsewhere."""

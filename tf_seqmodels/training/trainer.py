@@ -56,6 +56,8 @@ from __future__ import annotations
 import dataclasses
 import math
 import random
+import signal
+import threading
 import time
 from typing import Any, Callable, Literal, Mapping, Optional, Sequence, Union
 
@@ -85,6 +87,51 @@ class NonFiniteLossError(FloatingPointError):
   def __init__(self, message: str, step: int, checkpoint: Optional[str], history: dict):
     super().__init__(message)
     self.step, self.checkpoint, self.history = step, checkpoint, history
+
+
+class TrainingInterrupted(Exception):
+  """SIGINT / SIGTERM stopped training after the step in progress; a resume checkpoint of
+  that step was saved (with a run directory) and run.json says "interrupted".
+
+  Attributes:
+    step: updates applied; checkpoint: the checkpoint saved, or None; history: the run's
+    history so far; signal_name: "SIGINT" or "SIGTERM".
+  """
+
+  def __init__(self, message: str, step: int, checkpoint: Optional[str], history: dict,
+               signal_name: str):
+    super().__init__(message)
+    self.step, self.checkpoint, self.history = step, checkpoint, history
+    self.signal_name = signal_name
+
+
+class _Interrupts:
+  """Within `with`: SIGINT / SIGTERM set `received` instead of killing the step in progress
+  (a second signal interrupts at once). Only the main thread can install handlers; elsewhere
+  signals keep their handlers. Not with several workers: each would stop at its own step
+  while the others wait in the step's collectives (a multi-worker run resumes from its last
+  periodic checkpoint)."""
+
+  def __init__(self, enabled: bool = True):
+    self.received: Optional[str] = None
+    self.enabled = enabled
+    self._previous: dict = {}
+
+  def _handle(self, signum, frame):
+    if self.received is not None:
+      raise KeyboardInterrupt
+    self.received = signal.Signals(signum).name
+
+  def __enter__(self):
+    if self.enabled and threading.current_thread() is threading.main_thread():
+      for signum in (signal.SIGINT, signal.SIGTERM):
+        self._previous[signum] = signal.signal(signum, self._handle)
+    return self
+
+  def __exit__(self, *exc):
+    for signum, handler in self._previous.items():
+      signal.signal(signum, handler)
+    return False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -650,6 +697,8 @@ class Trainer:
     Raises:
       NonFiniteLossError: a NaN/Inf loss or gradient; the update was not applied, the last
         good checkpoint is restored into the model and left intact on disk.
+      TrainingInterrupted: SIGINT / SIGTERM; training stopped after the step in progress,
+        whose checkpoint was saved (resume continues from it).
       FileExistsError: run_dir has checkpoints and resume is False.
     """
     cfg = self.config
@@ -725,7 +774,9 @@ class Trainer:
     step = start
     epoch_start = time.perf_counter()
     window = {"loss": 0.0, "steps": 0, "examples": 0.0, "time": 0.0}
+    interrupts = _Interrupts(enabled=self.info.num_workers == 1)
     try:
+      interrupts.__enter__()
       while step < total:
         boundary = self._next_boundary(step, steps_per_epoch, total)
         # Whole rotations only: steps_per_call is rounded up to a multiple of the sources.
@@ -780,7 +831,11 @@ class Trainer:
         if stop:
           history_state["stopped"] = "early_stopping"
           break
+        if interrupts.received:
+          self._stop_interrupted(step, save, interrupts.received, steps_per_epoch, resumed_from,
+                                 log, metadata_writer)
     finally:
+      interrupts.__exit__()
       progress.close()
       board.close()
     metadata_writer.update(status=history_state["stopped"], final_step=step)
@@ -831,6 +886,20 @@ class Trainer:
   def _save(self, step: int) -> None:
     self.state.step.assign(step)
     self.checkpointer.save(step)
+
+  def _stop_interrupted(self, step, saved, signal_name, steps_per_epoch, resumed_from, log,
+                        metadata_writer) -> None:
+    checkpoint = None
+    if self.checkpointer is not None:
+      if not saved:
+        self._save(step)
+      checkpoint = self.checkpointer.latest()
+    metadata_writer.update(status="interrupted", final_step=step, signal=signal_name)
+    history = self._history(log, step, steps_per_epoch, resumed_from, "interrupted")
+    where = (f"; checkpoint {checkpoint} saved: continue with --resume" if checkpoint
+             else " (no run directory: nothing saved)")
+    raise TrainingInterrupted(f"training interrupted by {signal_name} at step {step}{where}",
+                              step, checkpoint, history, signal_name)
 
   def _stop_nonfinite(self, step, bad_step, log, metadata_writer, progress, board) -> None:
     restored = None
