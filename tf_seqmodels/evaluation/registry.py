@@ -74,10 +74,10 @@ def available_evaluators() -> list[str]:
 
 
 def get_evaluator(task_type: str) -> EvaluatorEntry:
-  if task_type not in _EVALUATORS:
+  from tf_seqmodels.tasks import available_tasks, import_evaluator
+  if task_type not in _EVALUATORS and task_type in available_tasks():
     # The task type names the module registering its evaluator (imported on first use:
     # evaluators import matplotlib).
-    from tf_seqmodels.tasks import import_evaluator
     import_evaluator(task_type)
   if task_type not in _EVALUATORS:
     raise ConfigError(f"no evaluator for task type {task_type!r}; available: "

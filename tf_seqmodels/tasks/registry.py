@@ -52,8 +52,9 @@ class TaskEntry:
     """The Task for one data source (`data`: a `TrainingData`, for defaults)."""
     return self.factory(self.parse_options(options), data)
 
-  def metric_direction(self, metric: str) -> bool:
-    """True when higher values of `metric` are better (see `Task.metric_direction`)."""
+  def metric_direction(self, metric: str) -> Optional[bool]:
+    """True when higher values of `metric` are better, False when lower are, None when the
+    task type has no such metric (`Task.METRICS`)."""
     return self.task_class.metric_direction(metric)
 
 
