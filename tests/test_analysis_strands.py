@@ -358,7 +358,8 @@ def test_score_variants_and_load_weights_from_a_training_run_directory(tmp_path)
   from test_trainer import write_track_inputs
   from tf_seqmodels.cli import main
   from tf_seqmodels.data.tracks import TrackSpec, write_targets_table
-  from tf_seqmodels.training.checkpointing import latest_checkpoint, read_train_config
+  from tf_seqmodels.training.checkpointing import latest_checkpoint
+  from tf_seqmodels.training.run_config import read_train_config
   from tf_seqmodels.training.run_config import TrainConfig, run_training
   write_track_inputs(tmp_path)
   signal = str(tmp_path / "signal.bw")

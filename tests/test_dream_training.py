@@ -1,5 +1,6 @@
-"""Training through `fit()`: loop mechanics on a tiny model, then DREAM-CNN and DREAM-RNN
-overfitting rows of demo_train.txt with the soft-label / KL pipeline end to end.
+"""Training through `fit()` (the Trainer in one call): history, best checkpoint and guards on
+a tiny model, then DREAM-CNN and DREAM-RNN overfitting rows of demo_train.txt with the
+soft-label / KL pipeline end to end.
 
 The DREAM models here are narrower than the published ones (same blocks and wiring, fewer
 channels; the RNN also without dropout) and see 128-256 rows: a full-width DREAM-CNN step
@@ -20,7 +21,9 @@ from tf_seqmodels.data import dream as D
 from tf_seqmodels.models.dream import (AutosomeCoreConfig, BHICoreConfig, BHIFirstConfig,
                                        DreamCNN, DreamCNNConfig, DreamRNN, DreamRNNConfig)
 from tf_seqmodels.tasks.dream import DreamSoftBinTask, RegressionTask
-from tf_seqmodels.training import AdamW, Constant, DreamTrainingConfig, evaluate, fit, restore_best
+from tf_seqmodels.config import ConfigError
+from tf_seqmodels.training import (AdamW, Constant, DreamTrainingConfig, evaluate, fit, read_best,
+                                   restore_model)
 
 
 class TinyRegressor(snt.Module):
@@ -47,14 +50,14 @@ def _toy_table(n=48, length=20, seed=0, nan_row=None):
                          is_reverse=np.zeros(n, bool))
 
 
-# --- loop mechanics -------------------------------------------------------------------------
+# --- fit() on a tiny model ---------------------------------------------------------------------
 def test_fit_history_steps_per_epoch_and_best_checkpoint(tmp_path):
   table = _toy_table()
   train = D.regression_dataset(table, 16, seed=0)  # 3 batches per pass
   valid = D.regression_dataset(table, 48, shuffle=False)
   model, task = TinyRegressor(), RegressionTask(["activity"])
   history = fit(model, task, train, optimizer=AdamW(0.02), epochs=4, steps_per_epoch=2,
-                validation_data=valid, select_best_by="pearson", checkpoint_dir=str(tmp_path),
+                validation_data=valid, select_best_by="pearson", run_dir=str(tmp_path),
                 progress=False)
   assert history["steps"] == 8  # epochs span dataset boundaries (train.repeat())
   assert len(history["loss"]) == len(history["val_pearson"]) == len(history["epoch_time"]) == 4
@@ -66,11 +69,11 @@ def test_fit_history_steps_per_epoch_and_best_checkpoint(tmp_path):
   with open(tmp_path / "best.json") as f:
     pointer = json.load(f)
   assert pointer["epoch"] == best and pointer["metric"] == "pearson"
-  assert [e for e in os.listdir(tmp_path) if e.startswith("best-epoch")] == [
+  assert [e for e in os.listdir(tmp_path) if e.startswith("best-step")] == [
       os.path.dirname(pointer["path"])]
   restored = TinyRegressor()
-  info = restore_best(restored, str(tmp_path))
-  assert info["value"] == pytest.approx(history["best_value"])
+  restore_model(restored, str(tmp_path), "best")
+  assert read_best(str(tmp_path))["value"] == pytest.approx(history["best_value"])
   again = evaluate(restored, task, valid)
   assert again["pearson"] == pytest.approx(history["best_value"], rel=1e-5)
 
@@ -100,7 +103,7 @@ def test_fit_stops_on_nonfinite_loss_before_updating(nan_row):
   model = TinyRegressor()
   model(tf.zeros([1, 20, 5]), is_training=False)
   start = [v.numpy().copy() for v in model.trainable_variables]
-  with pytest.raises(FloatingPointError, match="NaN or Inf at epoch 1, step"):
+  with pytest.raises(FloatingPointError, match="NaN/Inf at update"):
     fit(model, RegressionTask(["activity"]), train, optimizer=AdamW(0.01), progress=False)
   for variable in model.trainable_variables:
     assert np.all(np.isfinite(variable.numpy()))
@@ -124,18 +127,16 @@ def test_fit_argument_errors(tmp_path):
   table = _toy_table(n=8)
   data = D.regression_dataset(table, 8)
   model, task = TinyRegressor(), RegressionTask(["activity"])
-  with pytest.raises(ValueError, match="epochs must be >= 1"):
+  with pytest.raises(ConfigError, match="epochs must be >= 1"):
     fit(model, task, data, optimizer=AdamW(), epochs=0)
-  with pytest.raises(ValueError, match="select_best_by needs validation_data"):
+  with pytest.raises(ValueError, match="select_best_by / patience need validation_data"):
     fit(model, task, data, optimizer=AdamW(), select_best_by="pearson")
-  with pytest.raises(ValueError, match="checkpoint_dir is given but select_best_by"):
-    fit(model, task, data, optimizer=AdamW(), validation_data=data, checkpoint_dir=str(tmp_path))
-  with pytest.raises(KeyError, match="'r2' is not among the validation results"):
+  with pytest.raises(ConfigError, match="'r2' is not a metric of this task; its metrics are"):
     fit(model, task, data, optimizer=AdamW(), validation_data=data, select_best_by="r2",
         progress=False)
-  with pytest.raises(FileNotFoundError, match="best.json missing"):
-    restore_best(model, str(tmp_path))
-  with pytest.raises(ValueError, match="no batches"):
+  with pytest.raises(FileNotFoundError, match="no best checkpoint"):
+    restore_model(model, str(tmp_path), "best")
+  with pytest.raises(ValueError, match="produced no examples"):
     evaluate(model, task, data.take(0))
 
 
@@ -171,12 +172,12 @@ def test_dream_cnn_overfits_with_recipe_and_best_checkpoint(demo, tmp_path):
   start = evaluate(model, task, valid)
   history = fit(model, task, train, optimizer=recipe.make_optimizer(steps), epochs=recipe.epochs,
                 validation_data=valid, select_best_by=recipe.select_best_by,
-                checkpoint_dir=str(tmp_path), progress=False)
+                run_dir=str(tmp_path), progress=False)
   assert history["steps"] == 160
   assert history["loss"][-1] < 0.6 * history["loss"][0]
   assert history["best_value"] > 0.75 and history["best_value"] > start["pearson"] + 0.5
   restored = DreamCNN(model.config)
-  restore_best(restored, str(tmp_path))
+  restore_model(restored, str(tmp_path), "best")
   again = _training_pearson(restored, rows, plasmid)
   assert again["pearson"] == pytest.approx(history["best_value"], rel=1e-4)
 
@@ -203,3 +204,23 @@ def test_dream_rnn_overfits_with_soft_labels(demo):
   assert end["pearson"] > 0.4 and end["pearson"] > start["pearson"] + 0.3
   assert end["loss"] < start["loss"] - 0.3
   assert math.isfinite(end["spearman"])
+
+
+def test_the_dream_recipe_is_a_run_config_with_the_recipes_schedule(shared):
+  from tf_seqmodels.training import dream_train_config
+  data = {"train": shared("data", "dream_yeast", "demo_train.txt"),
+          "plasmid": shared("data", "dream_yeast", "plasmid.json")}
+  config = dream_train_config(data, model="dream_attn", epochs=2, steps_per_epoch=10,
+                              run_dir="runs/x")
+  assert config.model.name == "dream_attn" and config.task.type == "dream_soft_bin"
+  assert config.data.type == "dream" and config.data.batch_size == 1024
+  assert config.optimizer.learning_rate == 0.001  # DREAM-Attn's registered max LR
+  assert config.trainer.select_best_by == "pearson" and config.trainer.epochs == 2
+  # The optimizer the run config makes follows the recipe's OneCycle (LR and cycled beta1).
+  recipe = DreamTrainingConfig.for_model("dream_attn", epochs=2, steps_per_epoch=10)
+  ours, reference = config.optimizer.make(20, 10), recipe.make_optimizer(10)
+  for step in (0, 3, 6, 12, 19):
+    step = tf.constant(step, tf.int64)
+    assert float(ours.learning_rate(step)) == pytest.approx(float(reference.learning_rate(step)))
+    assert float(ours.beta1(step)) == pytest.approx(float(reference.beta1(step)))
+  assert ours.weight_decay == reference.weight_decay == 0.01

@@ -171,8 +171,17 @@ def test_small_enformer_beats_the_trivial_baseline(dataset):
   model = Enformer(EnformerConfig(channels=48, num_transformer_layers=1, num_heads=2,
                                   pooling_type="max", filters_divisible_by=8, sequence_length=1024,
                                   target_length=6, dropout_rate=0.1, heads={"tracks": 4}))
-  model.ensure_built()
-  fit(model, TrackTask(), splits.train, optimizer=Adam(learning_rate=8e-3), steps_per_epoch=200,
+  # 300 steps with a 30-step linear warm-up (as the demo). The trainer takes the same steps
+  # as the former single-device loop (without dropout their losses agree to 4 decimals over
+  # the first updates); what differs is the random stream (the trainer seeds TensorFlow with
+  # TrainerConfig.seed). At 200 steps of a constant 8e-3 from the first update the outcome
+  # depended on that seed (initial weights and dropout)
+  # (seeds 0/1/2: loss - baseline -0.04/-2.03/-0.95, r vs truth 0.06/0.34/0.25); with the
+  # warm-up and 300 steps every seed clears the bars below (-0.50/-1.36/-1.00; r 0.26/0.36/0.29).
+  peak, warmup = 8e-3, 30.0
+  optimizer = Adam(learning_rate=lambda step: peak * tf.minimum(
+      1.0, tf.cast(step + 1, tf.float32) / warmup))
+  fit(model, TrackTask(), splits.train, optimizer=optimizer, steps_per_epoch=300, seed=0,
       progress=False)
   test = splits.info["windows"]["test"]
   with TrackSource(dataset.fasta, dataset.truth_tracks) as source:
@@ -181,7 +190,7 @@ def test_small_enformer_beats_the_trivial_baseline(dataset):
   train_mean = splits.info["windows"]["train"].targets.mean(axis=(0, 1))
   accuracy = track_accuracy(predicted, test.targets, expected, train_mean, TRACKS)
   print("\n".join(accuracy.lines()))
-  # 200 steps are the start of learning (the demo trains 800 on more data to r ~ 0.8), yet
+  # 300 steps are the start of learning (the demo trains 800 on more data to r ~ 0.8), yet
   # the model already beats predicting each track's mean, in loss and in correlation.
   assert accuracy.loss.mean() < accuracy.baseline_loss.mean() - 0.3
   assert np.mean(accuracy.versus_truth) > 0.1 and np.mean(accuracy.versus_observed) > 0.1

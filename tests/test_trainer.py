@@ -22,7 +22,6 @@ from tf_seqmodels.blocks.torch_compat import TorchBatchNorm
 from tf_seqmodels.config import ConfigError
 from tf_seqmodels.tasks.base import StreamingMetric, Task
 from tf_seqmodels.tasks.dream import RegressionTask
-from tf_seqmodels.training import loop
 from tf_seqmodels.training import strategy as strategy_lib
 from tf_seqmodels.training.checkpointing import checkpoint_step, read_best, restore_model
 from tf_seqmodels.training.logging import MetricsLog
@@ -31,8 +30,8 @@ from tf_seqmodels.training.run_config import TrainConfig, run_training
 from tf_seqmodels.training.schedules import OneCycle
 from tf_seqmodels.training.strategy import (StrategyConfig, StrategyError, StrategyInfo,
                                             make_strategy)
-from tf_seqmodels.training.trainer import (NonFiniteLossError, Trainer, TrainerConfig, fit,
-                                           selection)
+from tf_seqmodels.training.trainer import (NonFiniteLossError, Trainer, TrainerConfig, evaluate,
+                                           fit, selection)
 
 
 class TinyNet(snt.Module):
@@ -129,11 +128,11 @@ def test_fit_trains_logs_checkpoints_and_refuses_accidental_reuse(tmp_path):
         assert value.metadata.plugin_data.plugin_name == "scalars"
   assert losses == pytest.approx({r["step"]: r["loss"] for r in train_records}, rel=1e-6)
 
-  # The best checkpoint is readable by loop.restore_best (same best.json format).
+  # The best checkpoint, restored into a fresh model, scores the best validation value.
   restored = TinyNet()
-  info = loop.restore_best(restored, str(tmp_path))
-  assert info["step"] == history["best_step"]
-  assert loop.evaluate(restored, RegressionTask(["gc"]), valid)["pearson"] == pytest.approx(
+  restore_model(restored, str(tmp_path), "best")
+  assert read_best(str(tmp_path))["step"] == history["best_step"]
+  assert evaluate(restored, RegressionTask(["gc"]), valid)["pearson"] == pytest.approx(
       history["best_value"], rel=1e-5)
 
   again = Trainer(TinyNet(), RegressionTask(["gc"]), AdamW(0.02), config=quiet(epochs=4),
@@ -145,18 +144,18 @@ def test_fit_trains_logs_checkpoints_and_refuses_accidental_reuse(tmp_path):
   assert done["resumed_from"] == 16 and done["steps"] == 16 and done["loss"] == history["loss"]
 
 
-def test_fit_function_mirrors_loop_fit(tmp_path):
+def test_fit_function_trains_through_the_trainer(tmp_path):
   x, y = toy_data()
   valid = dataset(*first(x, y, 32), 16)
   model = TinyNet()
   history = fit(model, RegressionTask(["gc"]), dataset(x, y, 16, shuffle_seed=0),
                 optimizer=AdamW(0.02), epochs=3, steps_per_epoch=2, validation_data=valid,
-                select_best_by="pearson", checkpoint_dir=str(tmp_path), progress=False)
+                select_best_by="pearson", run_dir=str(tmp_path), progress=False)
   assert history["steps"] == 6 and len(history["loss"]) == len(history["val_pearson"]) == 3
   assert history["best_epoch"] == int(np.nanargmax(history["val_pearson"])) + 1
   restored = TinyNet()
-  loop.restore_best(restored, str(tmp_path))
-  assert loop.evaluate(restored, RegressionTask(["gc"]), valid)["pearson"] == pytest.approx(
+  restore_model(restored, str(tmp_path), "best")
+  assert evaluate(restored, RegressionTask(["gc"]), valid)["pearson"] == pytest.approx(
       history["best_value"], rel=1e-5)
   assert history["best_checkpoint"].startswith(str(tmp_path))
 
@@ -178,6 +177,8 @@ class ScriptedMetric(StreamingMetric):
 
 
 class ScriptedTask(Task):
+  METRICS = {"score": True}
+
   def __init__(self, script):
     self.inner, self.script = RegressionTask(["gc"]), script
 
@@ -225,8 +226,118 @@ def test_keep_best_and_early_stopping_with_patience(tmp_path):
   resumed = again.fit(dataset(x, y, 16), dataset(*first(x, y, 32), 16), resume=True)
   assert resumed["stopped"] == "early_stopping" and resumed["steps"] == 10
   assert resumed["val_score"] == history["val_score"] and resumed["best_step"] == 4
-  assert selection("loss") == ("loss", False) and selection("max:mse") == ("mse", True)
-  assert selection("human/pearson") == ("human/pearson", True)
+
+
+def test_selection_reads_the_tasks_declared_directions():
+  task = RegressionTask(["gc"])
+  assert selection("loss", task) == ("loss", False) and selection("max:mse", task) == ("mse", True)
+  assert selection("mse", task) == ("mse", False) and selection("pearson", task) == ("pearson", True)
+  assert selection("mse/gc", task) == ("mse/gc", False)
+  sources = {"human": task, "mouse": RegressionTask(["gc"])}
+  assert selection("human/pearson", sources) == ("human/pearson", True)
+  assert selection("mouse/mse", sources) == ("mouse/mse", False)
+  assert selection("loss", sources) == ("loss", False)
+  with pytest.raises(ConfigError, match=r"'r2' is not a metric of this task; its metrics are "
+                     r"\['loss', 'mse', 'mse/gc', 'pearson'"):
+    selection("r2", task)
+  with pytest.raises(ConfigError, match="'min:jsd' is not a metric|'jsd' is not a metric"):
+    selection("min:jsd", task)
+
+
+# --- resume after damage, interrupts --------------------------------------------------------------
+
+def test_resume_keeps_the_metrics_around_a_torn_line_and_skips_a_damaged_checkpoint(tmp_path):
+  x, y = toy_data()
+  train, valid = dataset(x, y, 16, shuffle_seed=1), dataset(*first(x, y, 32), 16)
+  config = quiet(epochs=2, checkpoint_every=2, keep_checkpoints=5, log_every=1)
+  Trainer(TinyNet(), RegressionTask(["gc"]), AdamW(0.02), config=config,
+          run_dir=str(tmp_path)).fit(train, valid)  # 8 steps, checkpoints 0, 2, 4, 6, 8
+  log = tmp_path / "metrics.jsonl"
+  lines = log.read_text().splitlines()
+  assert len(lines) > 6
+  lines[2] = lines[2][:len(lines[2]) // 2]  # one torn line in the middle of the history
+  log.write_text("\n".join(lines) + "\n")
+  # The newest checkpoint is cut short (a full disk): resume falls back to step 6.
+  for data in tf.io.gfile.glob(str(tmp_path / "checkpoints" / "ckpt-8.data-*")):
+    with open(data, "r+b") as f:
+      f.truncate(max(1, os.path.getsize(data) // 3))
+  again = Trainer(TinyNet(), RegressionTask(["gc"]), AdamW(0.02), config=config.replace(epochs=3),
+                  run_dir=str(tmp_path))
+  history = again.fit(train, valid, resume=True)
+  assert history["resumed_from"] == 6 and history["steps"] == 12
+  kept = MetricsLog(str(tmp_path)).records
+  before = [json.loads(line) for i, line in enumerate(lines) if i != 2]
+  # Every intact record up to step 6 survives (only the torn line is gone), then the new ones.
+  assert [r for r in kept if r["step"] <= 6] == [r for r in before if r["step"] <= 6]
+  assert max(r["step"] for r in kept) == 12 and len(history["loss"]) == 3
+
+
+def test_resume_with_no_checkpoint_that_restores_is_a_clear_error(tmp_path):
+  from tf_seqmodels.training.checkpointing import CheckpointError
+  x, y = toy_data(n=32)
+  Trainer(TinyNet(), RegressionTask(["gc"]), AdamW(0.02), config=quiet(epochs=1),
+          run_dir=str(tmp_path)).fit(dataset(x, y, 16))
+  for index in tf.io.gfile.glob(str(tmp_path / "checkpoints" / "ckpt-*.index")):
+    with open(index, "r+b") as f:
+      f.truncate(7)
+  with pytest.raises(CheckpointError, match="no resume checkpoint in .* restores: .*ckpt-2"):
+    Trainer(TinyNet(), RegressionTask(["gc"]), AdamW(0.02), config=quiet(epochs=2),
+            run_dir=str(tmp_path)).fit(dataset(x, y, 16), resume=True)
+
+
+@pytest.mark.parametrize("signal_name", ["SIGINT", "SIGTERM"])
+def test_a_signal_saves_a_checkpoint_marks_the_run_interrupted_and_resume_finishes(
+    tmp_path, signal_name):
+  import signal
+  from tf_seqmodels.training.trainer import TrainingInterrupted
+  x, y = toy_data(n=96)
+
+  def batches():
+    for i in range(0, 96, 8):
+      if i == 3 * 8:  # the signal arrives while the 4th batch is read
+        os.kill(os.getpid(), getattr(signal, signal_name))
+      yield x[i:i + 8], {k: v[i:i + 8] for k, v in y.items()}
+
+  spec = (tf.TensorSpec([None, 20, 4], tf.float32),
+          {k: tf.TensorSpec([None], tf.float32) for k in y})
+  data = tf.data.Dataset.from_generator(batches, output_signature=spec)
+  config = quiet(epochs=2, steps_per_epoch=12)
+  previous = signal.getsignal(signal.SIGINT)
+  with pytest.raises(TrainingInterrupted, match=f"interrupted by {signal_name} at step") as stop:
+    Trainer(TinyNet(), RegressionTask(["gc"]), AdamW(0.02), config=config,
+            run_dir=str(tmp_path)).fit(data)
+  assert signal.getsignal(signal.SIGINT) is previous  # handlers are restored
+  step = stop.value.step
+  assert 0 < step < 24 and checkpoint_step(stop.value.checkpoint) == step
+  run = json.loads((tmp_path / "run.json").read_text())
+  assert run["status"] == "interrupted" and run["final_step"] == step
+  assert stop.value.history["steps"] == step
+
+  def quiet_batches():
+    for i in range(0, 96, 8):
+      yield x[i:i + 8], {k: v[i:i + 8] for k, v in y.items()}
+
+  data = tf.data.Dataset.from_generator(quiet_batches, output_signature=spec)
+  done = Trainer(TinyNet(), RegressionTask(["gc"]), AdamW(0.02), config=config,
+                 run_dir=str(tmp_path)).fit(data, resume=True)
+  assert done["resumed_from"] == step and done["steps"] == 24 and done["stopped"] == "completed"
+
+
+def test_train_cli_exits_130_with_one_line_on_an_interrupt(tmp_path, monkeypatch, capsys):
+  from tf_seqmodels.training import run_config
+  from tf_seqmodels.training.trainer import TrainingInterrupted
+
+  def interrupted(config, **kwargs):
+    raise TrainingInterrupted("training interrupted by SIGINT at step 5; checkpoint x saved: "
+                              "continue with --resume", 5, "x", {}, "SIGINT")
+
+  monkeypatch.setattr(run_config, "run_training", interrupted)
+  path = tmp_path / "run.yaml"
+  TrainConfig(run_dir=str(tmp_path / "run")).save(path)
+  assert cli.main(["train", "--config", str(path)]) == 130
+  err = capsys.readouterr().err.strip().splitlines()
+  assert err == ["tf-seqmodels train: training interrupted by SIGINT at step 5; checkpoint x "
+                 "saved: continue with --resume"]
 
 
 @pytest.mark.parametrize("steps_per_call", [1, 4])

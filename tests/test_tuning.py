@@ -10,7 +10,8 @@ import yaml
 from tf_seqmodels import cli
 from tf_seqmodels.config import ConfigError
 from tf_seqmodels.training.run_config import TrainConfig
-from tf_seqmodels.tuning.spaces import FAMILY_SPACES, apply_values, search_space
+from tf_seqmodels.models import get_entry
+from tf_seqmodels.tuning.spaces import apply_values, search_space
 from tf_seqmodels.tuning.tuner import SearchConfig, SearchFailedError, run_search
 
 TOY_RUN = {
@@ -42,7 +43,11 @@ def test_spaces_are_declared_and_applied_to_the_run_config():
   for family in ("enformer", "dream_cnn", "dream_rnn", "dream_attn", "chrombpnet",
                  "chromoformer"):
     assert search_space(family)
-  assert "task.options.counts_loss_weight" in FAMILY_SPACES["chrombpnet"]
+  # The space is the model family's registration (no table keyed by model name elsewhere).
+  assert "task.options.counts_loss_weight" in get_entry("chrombpnet").search_space
+  assert search_space("chrombpnet") == dict(get_entry("chrombpnet").search_space)
+  with pytest.raises(ConfigError, match="no search space is declared for 'profile_counts'"):
+    search_space("profile_counts")
   space = search_space("dream_cnn", {"optimizer.learning_rate": {"type": "float", "min": 0.01,
                                                                  "max": 0.1}},
                        remove=("model.config.core.kernel_size",))

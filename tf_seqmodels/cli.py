@@ -94,7 +94,7 @@ def cmd_demo(args) -> int:
                                         track_splits)
   from tf_seqmodels.models import Enformer, EnformerConfig, num_trainable_parameters
   from tf_seqmodels.tasks.tracks import TrackTask, poisson_loss
-  from tf_seqmodels.training import Adam, fit, restore_best
+  from tf_seqmodels.training import Adam, fit, restore_model
 
   from tf_seqmodels.outputs import check_replaceable, write_output_marker
   check_replaceable(args.output_dir, args.overwrite, "--output-dir")  # never replace others' work
@@ -146,12 +146,16 @@ def cmd_demo(args) -> int:
   peak = args.learning_rate
   optimizer = Adam(learning_rate=lambda step: peak * tf.minimum(  # linear warm-up, then constant
       1.0, tf.cast(step + 1, tf.float32) / warmup))
+  run_dir = os.path.join(out, "train")
+  if args.overwrite and os.path.isdir(run_dir):
+    import shutil
+    shutil.rmtree(run_dir)  # the previous demo's run (its data was just regenerated)
   history = fit(model, task, splits.train, optimizer=optimizer, epochs=epochs,
                 steps_per_epoch=max(1, args.steps // epochs), validation_data=splits.valid,
-                select_best_by="pearson", checkpoint_dir=os.path.join(out, "train"),
-                progress=not args.quiet)
+                select_best_by="pearson", run_dir=run_dir, seed=args.seed,
+                progress=not args.quiet, tensorboard=False)
   if history["best_epoch"] is not None:
-    restore_best(model, os.path.join(out, "train"))
+    restore_model(model, run_dir, "best")
   print(f"trained {history['steps']} steps in {sum(history['epoch_time']):.0f}s; best epoch "
         f"{history['best_epoch']} (validation pearson {history['best_value'] or float('nan'):.3f})")
 
@@ -220,7 +224,7 @@ def cmd_train(args) -> int:
   """Trains the model/task/data of a training config (`training.run_config.TrainConfig`)."""
   from tf_seqmodels.training.run_config import TrainConfig, run_training
   from tf_seqmodels.training.strategy import StrategyError
-  from tf_seqmodels.training.trainer import NonFiniteLossError
+  from tf_seqmodels.training.trainer import NonFiniteLossError, TrainingInterrupted
   config = TrainConfig.load(args.config)
   strategy = {k: v for k, v in (("kind", args.strategy), ("tpu", args.tpu)) if v}
   if strategy:
@@ -235,6 +239,9 @@ def cmd_train(args) -> int:
   except NonFiniteLossError as e:
     print(f"tf-seqmodels train: stopped: {e}", file=sys.stderr)
     return 3
+  except TrainingInterrupted as e:
+    print(f"tf-seqmodels train: {e}", file=sys.stderr)
+    return 130
   summary = f"trained {history['steps']} steps ({history['stopped']}) into {config.run_dir}"
   if history["best_value"] is not None:
     summary += (f"; best {config.trainer.select_best_by} {history['best_value']:.4g} at step "

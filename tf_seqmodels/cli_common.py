@@ -21,7 +21,8 @@ EXIT_INTERRUPTED = 130
 # modules that define them (TensorFlow). A new command adds its own error types here.
 USER_ERRORS = ("ValueError", "FileNotFoundError", "FileExistsError", "IsADirectoryError",
                "NotADirectoryError", "PermissionError", "UnicodeError", "ExportError",
-               "StrategyError", "OSError", "ImportError", "InvalidArgumentError", "NotFoundError")
+               "StrategyError", "OSError", "ImportError", "InvalidArgumentError", "NotFoundError",
+               "CheckpointError")
 GUARD_STOPS = ("NonFiniteLossError", "SearchFailedError", "GuardStop")
 INTERRUPTS = ("KeyboardInterrupt", "TrainingInterrupted", "RunInterrupted")
 

@@ -8,6 +8,7 @@ line, record or field in the message.
 from __future__ import annotations
 
 import os
+import re
 from typing import Union
 
 
@@ -25,3 +26,23 @@ def require_file(path: Union[str, os.PathLike], what: str) -> str:
     raise DataError(f"{path} is a directory, expected a {what}"
                     f"{'' if what.endswith('file') else ' file'}")
   return path
+
+
+def summarise_error(error: BaseException, limit: int = 3) -> str:
+  """A few lines of a (possibly very long) TensorFlow restore error: variable names and shapes
+  instead of their values."""
+  text = str(error)
+  variables = re.findall(r"<tf\.Variable '([^']+)' shape=\(([^)]*)\)", text)
+  if variables:
+    first = text.split("<tf.Variable", 1)[0].strip().rstrip("[(,:").strip()
+    found = re.search(r"Found (\d+) Python objects", text)
+    count = found.group(1) if found else str(len(variables))
+    names = ", ".join(f"{name.split(':')[0]} ({shape.rstrip(',')})"
+                      for name, shape in variables[:3])
+    return (f"{count} variable(s) of the model found no matching value in the checkpoint, "
+            f"e.g. {names}\n  ({first[:200]})")
+  lines = [line.strip() for line in text.splitlines() if line.strip()]
+  lines = [line if len(line) <= 240 else line[:237] + "..." for line in lines]
+  more = len(lines) - limit
+  return "\n  ".join(lines[:limit] + ([f"... ({more} more lines; --verbose shows all)"]
+                                      if more > 0 else []))

@@ -28,6 +28,7 @@ import dataclasses
 import os
 from typing import Any, Optional
 
+from tf_seqmodels.errors import summarise_error
 from tf_seqmodels.config import ConfigError, read_mapping_file
 
 RUN = "run directory"
@@ -197,7 +198,7 @@ def load_train_config(run_dir: str):
   """The training config `tf-seqmodels train` recorded in `run_dir/run.json`, with the paths
   it recorded (data options, model config file, init_from) resolved from the run directory
   (`resolve_recorded_path`) and run_dir set to where the run is now."""
-  from tf_seqmodels.training.checkpointing import read_train_config
+  from tf_seqmodels.training.run_config import read_train_config
   config = read_train_config(run_dir)
   model = config.model
   changes = {}
@@ -252,18 +253,18 @@ def model_config_of(source: ModelSource):
   kind = source.check()
   if kind == RUN:
     train_config = load_train_config(source.model)
-    from tf_seqmodels.training.run_config import _model_config
-    return train_config.model.name, _model_config(train_config.model), train_config
+    from tf_seqmodels.training.run_config import resolve_model_config
+    return train_config.model.name, resolve_model_config(train_config.model), train_config
   name = source.model if kind == REGISTRY else source.model_name
   if source.config:
     data = read_mapping_file(source.config)
     if _is_train_config(data):
-      from tf_seqmodels.training.run_config import TrainConfig, _model_config
+      from tf_seqmodels.training.run_config import TrainConfig, resolve_model_config
       train_config = TrainConfig.from_dict(data, where=source.config)
       if name and name != train_config.model.name:
         raise ModelSourceError(f"{source.config} is a training config of "
                                f"{train_config.model.name!r}, not {name!r}")
-      return train_config.model.name, _model_config(train_config.model), train_config
+      return train_config.model.name, resolve_model_config(train_config.model), train_config
     name = name or _model_name_for(data, source.config)
     return name, get_entry(name).config_class.from_dict(data, where=source.config), None
   if kind == CHECKPOINT and not name:
@@ -279,40 +280,16 @@ def model_config_of(source: ModelSource):
 
 # --- loading -------------------------------------------------------------------------------
 
-def _summary(error: BaseException, limit: int = 3) -> str:
-  """A few lines of a (possibly very long) TensorFlow restore error: variable names and shapes
-  instead of their values."""
-  import re
-  text = str(error)
-  variables = re.findall(r"<tf\.Variable '([^']+)' shape=\(([^)]*)\)", text)
-  if variables:
-    first = text.split("<tf.Variable", 1)[0].strip().rstrip("[(,:").strip()
-    found = re.search(r"Found (\d+) Python objects", text)
-    count = found.group(1) if found else str(len(variables))
-    names = ", ".join(f"{name.split(':')[0]} ({shape.rstrip(',')})"
-                      for name, shape in variables[:3])
-    return (f"{count} variable(s) of the model found no matching value in the checkpoint, "
-            f"e.g. {names}\n  ({first[:200]})")
-  lines = [line.strip() for line in text.splitlines() if line.strip()]
-  lines = [line if len(line) <= 240 else line[:237] + "..." for line in lines]
-  more = len(lines) - limit
-  return "\n  ".join(lines[:limit] + ([f"... ({more} more lines; --verbose shows all)"]
-                                      if more > 0 else []))
-
-
 def restore_into(model, name: str, weights: str, which: str = "best", strategy=None) -> str:
   """Reads `weights` (a run directory's best/latest checkpoint, or a checkpoint prefix or
   directory) into `model`; a checkpoint that does not fit the model's config is a
   ModelSourceError of a few lines. Returns the prefix read."""
-  import tensorflow as tf
-  from tf_seqmodels.training.checkpointing import restore_weights
+  from tf_seqmodels.training.checkpointing import WeightsMismatchError, restore_weights
   try:
     return restore_weights(model, weights, which, strategy)
-  except FileNotFoundError:
-    raise
-  except (ValueError, AssertionError, tf.errors.OpError) as e:
+  except WeightsMismatchError as e:
     raise ModelSourceError(f"the weights {weights} do not fit {name} as configured (a "
-                           f"checkpoint of another model or config?):\n  {_summary(e)}") from e
+                           f"checkpoint of another model or config?):\n  {e.summary}") from e
 
 
 def load_model(source: ModelSource, strategy=None) -> LoadedModel:
@@ -327,7 +304,7 @@ def load_model(source: ModelSource, strategy=None) -> LoadedModel:
         loaded = tf.saved_model.load(source.model)
       except (ValueError, OSError, tf.errors.OpError) as e:
         raise ModelSourceError(f"--model {source.model}: not a readable SavedModel:\n  "
-                               f"{_summary(e)}") from e
+                               f"{summarise_error(e)}") from e
     return LoadedModel(loaded, os.path.basename(os.path.normpath(source.model)), kind,
                        path=source.model)
   from tf_seqmodels.models.registry import build_model

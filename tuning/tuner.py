@@ -12,9 +12,9 @@ A search config is a run config plus a search section:
     search:
       algorithm: bayesian                 # random | bayesian | hyperband
       max_trials: 20                      # random / bayesian (hyperband: from max_epochs, factor)
-      objective: pearson                  # a validation metric (val_<name>); direction as
-                                          # trainer.select_best_by ("min:"/"max:" force it)
-      space: dream_cnn                    # tuning.spaces.FAMILY_SPACES entry (default model.name)
+      objective: pearson                  # a validation metric (val_<name>); its direction is
+                                          # the task's declaration ("min:"/"max:" force it)
+      space: dream_cnn                    # a registered model's search space (default model.name)
       overrides: {optimizer.learning_rate: {type: float, min: 1e-3, max: 1e-2, sampling: log}}
       directory: tuning_runs
       project_name: dream_cnn
@@ -57,8 +57,7 @@ import os
 from typing import Any, Literal, Optional
 
 from tf_seqmodels.config import Config, ConfigError, atomic_write_text
-from tf_seqmodels.training.run_config import TrainConfig, _model_config
-from tf_seqmodels.training.trainer import selection
+from tf_seqmodels.training.run_config import TrainConfig, declared_selection, resolve_model_config
 from tf_seqmodels.tuning.spaces import ParamSpec, apply_values, check_paths, declare_space, search_space
 
 log = logging.getLogger(__name__)
@@ -77,8 +76,9 @@ class SearchSection(Config):
   Attributes:
     algorithm: random | bayesian | hyperband.
     max_trials: trials of random / bayesian search.
-    objective: validation metric to optimise (e.g. loss, pearson; "min:"/"max:" force the
-      direction); default: run.trainer.select_best_by, else loss.
+    objective: validation metric to optimise (e.g. loss, pearson, counts_mse_peaks; its
+      direction is the one the task type declares, "min:"/"max:" force it); default:
+      run.trainer.select_best_by, else loss. Checked against the task's metrics up front.
     space, overrides, remove: the search space (tuning.spaces.search_space).
     hyperband_max_epochs, hyperband_factor, hyperband_iterations: Hyperband's budget.
     num_initial_points: bayesian: random trials before the Gaussian process.
@@ -120,6 +120,9 @@ class SearchConfig(Config):
   run: TrainConfig = dataclasses.field(default_factory=TrainConfig)
   search: SearchSection = dataclasses.field(default_factory=SearchSection)
 
+  def validate(self) -> None:
+    self.objective()  # an objective the task does not report fails when the config is read
+
   def space(self) -> dict[str, ParamSpec]:
     return search_space(self.search.space or self.run.model.name, self.search.overrides,
                         self.search.remove)
@@ -127,8 +130,7 @@ class SearchConfig(Config):
   def objective(self) -> tuple[str, str]:
     """(keras-tuner metric name, "min" | "max")."""
     name = self.search.objective or self.run.trainer.select_best_by or "loss"
-    metric, maximise = selection(name)
-    metric = metric.split(":")[-1]
+    metric, maximise = declared_selection(self.run, name)
     return f"val_{metric}", "max" if maximise else "min"
 
 
@@ -151,7 +153,7 @@ def trial_run_config(config: SearchConfig, values: dict[str, Any], run_dir: str,
                      parent_run_dir: Optional[str] = None) -> TrainConfig:
   """The run config of a trial: hyper-parameter values applied to `config.run`."""
   run = config.run
-  plain = apply_values(run.to_dict(), values, _model_config(run.model).to_dict())
+  plain = apply_values(run.to_dict(), values, resolve_model_config(run.model).to_dict())
   plain["run_dir"] = run_dir
   epochs = values.get("tuner/epochs")
   if epochs is not None:
@@ -248,7 +250,7 @@ def make_tuner(config: SearchConfig, strategy_info=None):
   import keras_tuner as kt
   search = config.search
   space = config.space()
-  check_paths(config.run.to_dict(), space, _model_config(config.run.model).to_dict())
+  check_paths(config.run.to_dict(), space, resolve_model_config(config.run.model).to_dict())
   name, direction = config.objective()
   common = dict(search_config=config, strategy_info=strategy_info,
                 hyperparameters=declare_space(space),

@@ -17,4 +17,4 @@ from tf_seqmodels.evaluation.predict import Predictions, predict_dataset
 from tf_seqmodels.evaluation.registry import (NoOptions, available_evaluators, evaluator_options,
                                               get_evaluator, register_evaluator)
 from tf_seqmodels.evaluation.report import Report, Section, new_figure
-from tf_seqmodels.evaluation.run import evaluate_run, restore_weights
+from tf_seqmodels.evaluation.run import evaluate_run

@@ -16,8 +16,8 @@ figures, written as JSON + Markdown + PNG). To add one for a new task type:
       report.add_section(classification_section(...))   # or regression_section(...)
       return report
 
-Register in a module named after the task type, `tf_seqmodels/evaluation/<task_type>.py`:
-`get_evaluator` imports it on first use (the built-in families are imported by `families.py`).
+The task type names that module (`tasks.registry.register_task(..., evaluator="pkg.module")`):
+`get_evaluator` imports it on first use.
 Evaluators only use the model contract (`context.model`), the task and the data; they are
 deterministic (no sampling; fixed order of the evaluation split).
 """
@@ -25,9 +25,6 @@ deterministic (no sampling; fixed order of the evaluation split).
 from __future__ import annotations
 
 import dataclasses
-import importlib
-import importlib.util
-import re
 from typing import Any, Callable, Mapping, Optional
 
 from tf_seqmodels.config import Config, ConfigError
@@ -69,26 +66,22 @@ def register_evaluator(task_type: str, options: type = NoOptions, description: s
   return decorator
 
 
-def _load_builtin() -> None:
-  # The built-in evaluators register themselves on import (lazily: they import matplotlib).
-  from tf_seqmodels.evaluation import families  # noqa: F401
-
-
 def available_evaluators() -> list[str]:
-  _load_builtin()
+  from tf_seqmodels.tasks import available_tasks, import_evaluator
+  for task_type in available_tasks():
+    import_evaluator(task_type)
   return sorted(_EVALUATORS)
 
 
 def get_evaluator(task_type: str) -> EvaluatorEntry:
-  _load_builtin()
-  if task_type not in _EVALUATORS and re.fullmatch(r"[a-z_][a-z0-9_]*", task_type):
-    # Convention: the evaluator of task type X may live in tf_seqmodels/evaluation/X.py and
-    # register itself when imported (e.g. a model family added later).
-    module = f"tf_seqmodels.evaluation.{task_type}"
-    if importlib.util.find_spec(module) is not None:
-      importlib.import_module(module)
+  from tf_seqmodels.tasks import available_tasks, import_evaluator
+  if task_type not in _EVALUATORS and task_type in available_tasks():
+    # The task type names the module registering its evaluator (imported on first use:
+    # evaluators import matplotlib).
+    import_evaluator(task_type)
   if task_type not in _EVALUATORS:
-    raise ConfigError(f"no evaluator for task type {task_type!r}; available: {sorted(_EVALUATORS)}")
+    raise ConfigError(f"no evaluator for task type {task_type!r}; available: "
+                      f"{available_evaluators()}")
   return _EVALUATORS[task_type]
 
 

@@ -16,14 +16,6 @@ from tf_seqmodels.evaluation.registry import evaluator_options, get_evaluator
 from tf_seqmodels.evaluation.report import Report
 
 
-def restore_weights(model, path: str, which: str = "best", name: str = "the model") -> str:
-  """Loads a run directory's best / latest checkpoint, or a checkpoint prefix / directory
-  written by `save_checkpoint`, into `model`; returns the prefix read (the one model loader's
-  `model_source.restore_into`: a checkpoint of another config is a short error)."""
-  from tf_seqmodels.model_source import restore_into
-  return restore_into(model, name, path, which)
-
-
 def _split_dataset(source, split: str, name: str):
   if split == "valid":
     dataset = source.valid
@@ -48,32 +40,24 @@ def evaluate_run(config, *, weights: Optional[str] = None, which: str = "best",
     (report, {kind: path} of the written files).
   """
   from tf_seqmodels.data.strands import data_track_permutations
-  from tf_seqmodels.models.registry import build_model
-  from tf_seqmodels.training.data_builders import BuildContext, build_data
-  from tf_seqmodels.training.run_config import _model_config, build_task
-  from tf_seqmodels.training.strategy import make_strategy
-  from tf_seqmodels.training.trainer import set_determinism
+  from tf_seqmodels.training.run_config import assemble_run
 
   entry = get_evaluator(config.task.type)
   typed_options = evaluator_options(config.task.type, options)
-  info = make_strategy(config.strategy)
-  set_determinism(config.trainer.seed, config.trainer.deterministic)
-  model_config = _model_config(config.model)
-  with info.strategy.scope():
-    model = build_model(config.model.name, model_config)
-    read = restore_weights(model, weights or config.run_dir, which, config.model.name)
-  context = BuildContext(model, config.model.name, model_config, config.task.type,
-                         config.task.options, config.trainer.seed)
-  sources = build_data(config.data, context)
+  run = assemble_run(config, weights=weights or config.run_dir, which=which)
+  info, model, sources, read = run.info, run.model, run.data, run.weights
   # Strand pairs of the run's stranded track heads (CAGE +/-): test-time augmentation swaps
   # them on reverse-complement copies.
   track_permutations = data_track_permutations(config.data)
   report = Report(f"{config.model.name} ({config.task.type}, {split})", metadata={
       "model": config.model.name, "task": config.task.type, "split": split, "weights": read,
-      "strategy": config.strategy.kind, "replicas": info.num_replicas})
+      "strategy": config.strategy.kind, "replicas": info.num_replicas,
+      # What the task declares for its metrics (the trainer's selection reads the same).
+      "higher_is_better": {name: "higher" if higher else "lower"
+                           for name, higher in run.metric_directions().items()}})
   for name, source in sources.items():
     eval_context = EvaluationContext(
-        model=model, task=build_task(config.task, source),
+        model=model, task=run.tasks[name],
         dataset=_split_dataset(source, split, name), split=split, strategy=info,
         data_info={"track_permutations": track_permutations, **source.info,
                    "data_options": dict(config.data.options),

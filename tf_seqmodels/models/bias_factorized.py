@@ -37,7 +37,7 @@ from tf_seqmodels.config import Config, ConfigError
 from tf_seqmodels.data.encoding import SequenceError
 from tf_seqmodels.models.base import SequenceModel
 from tf_seqmodels.models.bpnet import (COUNTS_HEAD, HEAD_NAMES, PROFILE_HEAD, ProfileCountsOutputs,
-                                       demo_bias_config, demo_bpnet_config)
+                                       bpnet_search_space, demo_bias_config, demo_bpnet_config)
 from tf_seqmodels.models.registry import build_model, get_entry, register_model
 
 
@@ -215,7 +215,8 @@ def crop_profile(profile: tf.Tensor, length: int) -> tf.Tensor:
 
 @register_model("chrombpnet", BiasFactorizedConfig, "ChromBPNet: a trainable profile/counts "
                 "model plus a frozen bias model (logits added, counts log-sum-exp)",
-                demo_config=_demo_chrombpnet)
+                demo_config=_demo_chrombpnet,
+                search_space=bpnet_search_space("model.config.model_config."))
 class BiasFactorizedModel(ProfileCountsOutputs):
   """`model` + frozen `bias_model`; heads {"profile": [B, T] logits, "logcounts": [B, 1]}.
 

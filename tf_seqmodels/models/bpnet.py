@@ -121,9 +121,19 @@ class ProfileCountsOutputs(SequenceModel):
     return {PROFILE_HEAD: "profile_logits", COUNTS_HEAD: "log_counts"}
 
 
+def bpnet_search_space(prefix: str = "model.config.") -> dict:
+  """The tuner's BPNet space; `prefix` is where the BPNet config sits in the run config."""
+  return {f"{prefix}filters": {"type": "choice", "values": [64, 128, 256, 512]},
+          f"{prefix}num_dilated_layers": {"type": "int", "min": 4, "max": 9},
+          "task.options.counts_loss_weight": {"type": "float", "min": 1.0, "max": 100.0,
+                                              "sampling": "log"},
+          "optimizer.learning_rate": {"type": "float", "min": 1e-4, "max": 3e-3,
+                                      "sampling": "log"}}
+
+
 @register_model("bpnet", BPNetConfig, "BPNet as in ChromBPNet: valid dilated residual convs, "
                 "profile logits + log counts heads (defaults: the accessibility model)",
-                demo_config=demo_bpnet_config)
+                demo_config=demo_bpnet_config, search_space=bpnet_search_space())
 class BPNet(ProfileCountsOutputs):
   """BPNet; heads {"profile": [B, output_length] logits, "logcounts": [B, 1]}."""
 
@@ -165,7 +175,7 @@ class BPNet(ProfileCountsOutputs):
 
 @register_model("chrombpnet_bias", BiasBPNetConfig, "ChromBPNet bias model: BPNet with 128 "
                 "filters and 4 dilated layers, trained on low-count non-peaks",
-                demo_config=demo_bias_config)
+                demo_config=demo_bias_config, search_space=bpnet_search_space())
 class ChromBPNetBias(BPNet):
   """The bias model (a BPNet with `BiasBPNetConfig` defaults)."""
 

@@ -137,7 +137,12 @@ def demo_config() -> ChromoformerConfig:
 
 @register_model("chromoformer", ChromoformerConfig,
                 "Chromoformer: expression from histone marks + Hi-C pCRE interactions",
-                demo_config)
+                demo_config, search_space={
+                    "model.config.channels": {"type": "choice", "values": [64, 128]},
+                    "model.config.regulation_layers": {"type": "int", "min": 2, "max": 6},
+                    "model.config.pairwise_layers": {"type": "int", "min": 1, "max": 3},
+                    "optimizer.learning_rate": {"type": "float", "min": 1e-5, "max": 1e-3,
+                                                "sampling": "log"}})
 class Chromoformer(SequenceModel):
   """Chromoformer (see the module docstring for inputs and outputs)."""
 

@@ -643,9 +643,22 @@ def dream_prixfixe_demo_config() -> DreamConfig:
                      core=BHICoreConfig(lstm_hidden_size=32, out_channels=64))
 
 
+# Tuner search spaces (run-config paths) and DREAM-recipe defaults of the registered models;
+# the max learning rate is the reference notebooks' (0.001 for DREAM-Attn, else 0.005).
+_LR_ONE_CYCLE = {"type": "float", "min": 1e-3, "max": 1e-2, "sampling": "log"}
+_DREAM_COMMON = {
+    "model.config.first.dropout_rate": {"type": "float", "min": 0.1, "max": 0.4, "step": 0.1},
+    "optimizer.learning_rate": _LR_ONE_CYCLE,  # the one-cycle schedule's max LR
+    "optimizer.weight_decay": {"type": "float", "min": 1e-3, "max": 1e-1, "sampling": "log"},
+}
+
+
 @register_model("dream_prixfixe", DreamConfig,
                 "Prix Fixe model: any DREAM first + core + final block combination",
-                demo_config=dream_prixfixe_demo_config)
+                demo_config=dream_prixfixe_demo_config,
+                search_space={"optimizer.learning_rate": _LR_ONE_CYCLE,
+                              "model.config.first.out_channels":
+                                  {"type": "choice", "values": [64, 128, 256]}})
 class DreamModel(SequenceModel):
   """A Prix Fixe model (see the module docstring for blocks and shapes).
 
@@ -731,7 +744,11 @@ class DreamModel(SequenceModel):
 
 @register_model("dream_cnn", DreamCNNConfig,
                 "DREAM-CNN (Rafi et al. 2024): BHI convs + LegNet core, 1.93 M parameters",
-                demo_config=dream_cnn_demo_config)
+                demo_config=dream_cnn_demo_config, recipe={"max_learning_rate": 0.005},
+                search_space={
+                    "model.config.first.out_channels": {"type": "choice", "values": [128, 256, 320]},
+                    "model.config.core.kernel_size": {"type": "choice", "values": [5, 7, 9]},
+                    **_DREAM_COMMON})
 class DreamCNN(DreamModel):
   """DREAM-CNN: 1,933,970 parameters at the yeast defaults."""
 
@@ -741,7 +758,14 @@ class DreamCNN(DreamModel):
 
 @register_model("dream_rnn", DreamRNNConfig,
                 "DREAM-RNN (Rafi et al. 2024): BHI convs + Bi-LSTM core, 4.13 M parameters",
-                demo_config=dream_rnn_demo_config)
+                demo_config=dream_rnn_demo_config, recipe={"max_learning_rate": 0.005},
+                search_space={
+                    "model.config.first.out_channels": {"type": "choice", "values": [128, 256, 320]},
+                    "model.config.core.lstm_hidden_size": {"type": "choice",
+                                                           "values": [128, 256, 320]},
+                    "model.config.core.dropout_rate": {"type": "float", "min": 0.2, "max": 0.5,
+                                                       "step": 0.1},
+                    **_DREAM_COMMON})
 class DreamRNN(DreamModel):
   """DREAM-RNN: 4,130,578 parameters at the yeast defaults."""
 
@@ -751,7 +775,14 @@ class DreamRNN(DreamModel):
 
 @register_model("dream_attn", DreamAttnConfig,
                 "DREAM-Attn (Rafi et al. 2024): LegNet stem + Proformer core, 4.54 M parameters",
-                demo_config=dream_attn_demo_config)
+                demo_config=dream_attn_demo_config, recipe={"max_learning_rate": 0.001},
+                search_space={
+                    "model.config.first.out_channels": {"type": "choice", "values": [128, 256]},
+                    "model.config.core.num_layers": {"type": "int", "min": 2, "max": 6},
+                    "model.config.core.kernel_size": {"type": "choice", "values": [7, 15]},
+                    "model.config.core.dropout_rate": {"type": "float", "min": 0.0, "max": 0.3,
+                                                       "step": 0.1},
+                    "optimizer.learning_rate": _LR_ONE_CYCLE})
 class DreamAttn(DreamModel):
   """DREAM-Attn: 4,539,410 parameters at the yeast defaults."""
 

@@ -229,7 +229,14 @@ def enformer_demo_config() -> EnformerConfig:
 
 @register_model("enformer", EnformerConfig, "Enformer (Avsec et al. 2021): conv tower + "
                 "relative-position transformer, 128-bp track heads",
-                demo_config=enformer_demo_config)
+                demo_config=enformer_demo_config, search_space={
+                    "model.config.channels": {"type": "choice", "values": [768, 1152, 1536]},
+                    "model.config.num_transformer_layers": {"type": "int", "min": 4, "max": 11},
+                    "model.config.num_heads": {"type": "choice", "values": [4, 8]},
+                    "optimizer.learning_rate": {"type": "float", "min": 1e-4, "max": 1e-3,
+                                                "sampling": "log"},
+                    "optimizer.warmup_steps": {"type": "int", "min": 1000, "max": 10000,
+                                               "step": 1000}})
 class Enformer(SequenceModel):
   """Enformer; see the module docstring for shapes."""
 

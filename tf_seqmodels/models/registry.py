@@ -1,4 +1,14 @@
-"""Name -> (model class, config class), so configs files and the CLI can name a model."""
+"""Name -> model family: model class, config class, demo config, search space and recipe
+defaults, so config files, the CLI, the tuner and the recipes can name a model.
+
+    @register_model("my_model", MyModelConfig, "one line for `tf-seqmodels models`",
+                    demo_config=my_model_demo_config,
+                    search_space={"model.config.channels": {"type": "choice", "values": [64, 128]},
+                                  "optimizer.learning_rate": {"type": "float", "min": 1e-4,
+                                                              "max": 1e-2, "sampling": "log"}},
+                    recipe={"max_learning_rate": 0.005})
+    class MyModel(SequenceModel): ...
+"""
 
 from __future__ import annotations
 
@@ -6,6 +16,7 @@ import dataclasses
 from typing import Any, Callable, Mapping, Optional, Type
 
 from tf_seqmodels.config import Config, ConfigError
+from tf_seqmodels.models.search_space import ParamSpec, parse_space
 
 
 @dataclasses.dataclass(frozen=True)
@@ -16,19 +27,32 @@ class ModelEntry:
   description: str
   # A small, fast configuration of the same architecture for demos and smoke tests.
   demo_config: Optional[Callable[[], Config]] = None
+  # Hyper-parameters the tuner searches by default: {run-config path: ParamSpec}.
+  search_space: Mapping[str, ParamSpec] = dataclasses.field(default_factory=dict)
+  # Defaults of the family's training recipe (e.g. the DREAM recipe's max_learning_rate).
+  recipe: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
 
 
 def register_model(name: str, config_class: Type[Config], description: str = "",
-                   demo_config: Optional[Callable[[], Config]] = None):
-  """Class decorator adding a model to the registry under `name`."""
+                   demo_config: Optional[Callable[[], Config]] = None, *,
+                   search_space: Optional[Mapping[str, Any]] = None,
+                   recipe: Optional[Mapping[str, Any]] = None):
+  """Class decorator adding a model family to the registry under `name`.
+
+  Args:
+    search_space: {run-config path: ParamSpec or its mapping}, the tuner's default space.
+    recipe: defaults of the family's training recipe (e.g. {"max_learning_rate": 0.005}).
+  """
+  space = parse_space(search_space or {}, f"model {name!r}")
 
   def decorator(model_class):
     if name in _REGISTRY:
       raise ValueError(f"model {name!r} is already registered")
-    _REGISTRY[name] = ModelEntry(name, model_class, config_class, description, demo_config)
+    _REGISTRY[name] = ModelEntry(name, model_class, config_class, description, demo_config,
+                                 space, dict(recipe or {}))
     model_class.registry_name = name
     return model_class
 

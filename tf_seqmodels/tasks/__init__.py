@@ -1,4 +1,5 @@
-"""Losses and metrics per task (the task contract is in tasks.base)."""
+"""Losses and metrics per task (the task contract is in tasks.base) and the task-type
+registry (tasks.registry); importing this package registers the built-in task types."""
 
 from tf_seqmodels.tasks.base import StreamingMetric, StreamingPearson, Task
 from tf_seqmodels.tasks.chrombpnet import (ChromBPNetTask, CountsMetric, ProfileJSDMetric,
@@ -22,3 +23,10 @@ __all__ += ["StreamingTrackPearson", "TrackTask", "poisson_loss"]
 from tf_seqmodels.tasks.chromoformer import ChromoformerTask  # noqa: E402
 
 __all__ += ["ChromoformerTask"]
+
+from tf_seqmodels.tasks.base import select_metric, source_metric_directions  # noqa: E402
+from tf_seqmodels.tasks.registry import (TaskEntry, available_tasks, get_task_type,  # noqa: E402
+                                         import_evaluator, register_task)
+
+__all__ += ["select_metric", "source_metric_directions", "TaskEntry", "available_tasks",
+            "get_task_type", "import_evaluator", "register_task"]

@@ -4,6 +4,9 @@
         mean over the batch it is given (the trainer rescales for replicas)
     task.make_metrics() -> {metric name: StreamingMetric}
         each metric's update(targets, outputs) accumulates one batch (eager, numpy side)
+    Task.METRICS = {metric name pattern: higher is better}
+        the direction of every metric (and of "loss": lower), read by best-checkpoint
+        selection, early stopping, the tuner's objective and evaluation reports
 
 Models never see targets; trainers and evaluators only see `Task` and the model contract.
 """
@@ -11,10 +14,13 @@ Models never see targets; trainers and evaluators only see `Task` and the model 
 from __future__ import annotations
 
 import abc
-from typing import Callable, Mapping
+import fnmatch
+from typing import Callable, ClassVar, Mapping, Optional
 
 import numpy as np
 import tensorflow as tf
+
+from tf_seqmodels.config import ConfigError
 
 Tensors = Mapping[str, tf.Tensor]
 
@@ -73,7 +79,14 @@ class StreamingPearson(StreamingMetric):
 
 
 class Task(abc.ABC):
-  """Loss and metrics for a model's heads."""
+  """Loss and metrics for a model's heads.
+
+  `METRICS` maps each metric name (an fnmatch pattern, e.g. "counts_mse_*" or "pearson/*")
+  to True when higher is better; every name `make_metrics` returns must match one. The
+  loss is always lower-is-better.
+  """
+
+  METRICS: ClassVar[Mapping[str, bool]] = {}
 
   @property
   @abc.abstractmethod
@@ -86,3 +99,59 @@ class Task(abc.ABC):
 
   def make_metrics(self) -> dict[str, StreamingMetric]:
     return {}
+
+  @classmethod
+  def metric_direction(cls, metric: str) -> Optional[bool]:
+    """True when higher `metric` is better, False when lower is; None when undeclared."""
+    if metric == "loss":
+      return False
+    for pattern, higher in cls.METRICS.items():
+      if fnmatch.fnmatchcase(metric, pattern):
+        return bool(higher)
+    return None
+
+  def metric_directions(self) -> dict[str, bool]:
+    """{metric name: higher is better} for "loss" and every metric of `make_metrics()`."""
+    directions = {"loss": False}
+    for name in self.make_metrics():
+      higher = self.metric_direction(name)
+      if higher is None:
+        raise TypeError(f"{type(self).__name__}: metric {name!r} has no declared direction; "
+                        f"add it to {type(self).__name__}.METRICS")
+      directions[name] = higher
+    return directions
+
+
+def select_metric(select_best_by: str, directions: Mapping[str, bool]) -> tuple[str, bool]:
+  """Resolves a `select_best_by` / tuning objective against the metrics a run reports.
+
+  Args:
+    select_best_by: a metric name ("pearson", "counts_mse_peaks", with several sources
+      "<source>/<metric>"); a "max:" or "min:" prefix forces the direction.
+    directions: {metric name: higher is better} of the run (`Task.metric_directions`).
+
+  Returns:
+    (metric name, maximise).
+
+  Raises:
+    ConfigError: the metric is not one of `directions`, listing them.
+  """
+  forced = None
+  metric = select_best_by
+  if metric.startswith(("min:", "max:")):
+    forced, metric = metric.startswith("max:"), metric[4:]
+  if metric not in directions:
+    raise ConfigError(f"select_best_by / objective {metric!r} is not a metric of this task; "
+                      f"its metrics are {sorted(directions)}")
+  return metric, directions[metric] if forced is None else forced
+
+
+def source_metric_directions(tasks: Mapping[str, Task]) -> dict[str, bool]:
+  """{validation metric: higher is better} as a trainer names them: one task's own metric
+  names, or "<source>/<metric>" (plus the mean "loss") for several sources."""
+  if len(tasks) == 1:
+    return next(iter(tasks.values())).metric_directions()
+  directions = {"loss": False}
+  for name, task in tasks.items():
+    directions.update({f"{name}/{k}": v for k, v in task.metric_directions().items()})
+  return directions

@@ -17,14 +17,17 @@ data: median total counts / 10, at least 1 (`counts_loss_weight`).
 from __future__ import annotations
 
 import abc
+import dataclasses
 from typing import Callable, Mapping, Optional
 
 import numpy as np
 import tensorflow as tf
 
+from tf_seqmodels.config import Config, ConfigError
 from tf_seqmodels.data.chrombpnet import counts_loss_weight
 from tf_seqmodels.models.bpnet import COUNTS_HEAD, PROFILE_HEAD
 from tf_seqmodels.tasks.base import StreamingMetric, Task, Tensors
+from tf_seqmodels.tasks.registry import register_task
 from tf_seqmodels.tasks.metrics import (jensen_shannon_distance, pearsonr,  # noqa: F401
                                         rankdata, spearmanr)
 
@@ -53,6 +56,10 @@ def target_logcounts(targets: Tensors, dtype=tf.float32) -> tf.Tensor:
 
 class ChromBPNetTask(Task):
   """Profile MNLL + `counts_loss_weight` x MSE of log counts (reference normalisation)."""
+
+  # Correlations of log counts: higher is better; their MSE and the profile JSDs: lower.
+  METRICS = {"counts_pearsonr_*": True, "counts_spearmanr_*": True, "counts_mse_*": False,
+             "profile_median_jsd_*": False, "profile_median_norm_jsd_*": False}
 
   def __init__(self, counts_loss_weight: float = 1.0):
     if not np.isfinite(counts_loss_weight) or counts_loss_weight < 0:
@@ -199,3 +206,33 @@ class ProfileJSDMetric(_CollectingMetric):
     if values.size == 0 or np.all(np.isnan(values)):
       return float("nan")
     return float(np.nanmedian(values))
+
+
+@dataclasses.dataclass(frozen=True)
+class ChromBPNetTaskOptions(Config):
+  """task.options of `chrombpnet`: counts_loss_weight (default: from the data builder,
+  median total counts / 10)."""
+
+  counts_loss_weight: Optional[float] = None
+
+
+def _teacher_targets(outputs, options: ChromBPNetTaskOptions, rng) -> dict:
+  # Counts drawn from the teacher's profile and total, half of the examples called peaks.
+  probs = softmax_np(np.asarray(outputs[PROFILE_HEAD], np.float64))
+  totals = np.exp(np.clip(np.asarray(outputs[COUNTS_HEAD], np.float64).reshape(-1, 1), -5, 8))
+  counts = rng.poisson(probs * (10.0 + 10.0 * totals)).astype(np.float32)
+  return {PROFILE_HEAD: counts, COUNTS_HEAD: np.log1p(counts.sum(-1, keepdims=True)),
+          "is_peak": (rng.random(len(counts)) < 0.5).astype(np.float32)}
+
+
+@register_task("chrombpnet", ChromBPNetTaskOptions, ChromBPNetTask, data_builders=("chrombpnet",),
+               evaluator="tf_seqmodels.evaluation.chrombpnet", teacher_targets=_teacher_targets,
+               description="base-resolution profiles + log counts (BPNet, ChromBPNet)")
+def _chrombpnet(options: ChromBPNetTaskOptions, data) -> ChromBPNetTask:
+  weight = options.counts_loss_weight
+  if weight is None:
+    weight = data.info.get("counts_loss_weight")
+  if weight is None:
+    raise ConfigError("task chrombpnet: counts_loss_weight is neither given nor computed by the "
+                      "data builder")
+  return ChromBPNetTask(float(weight))

@@ -11,12 +11,15 @@ by the shared `tasks.metrics` functions, so the evaluation report gives the same
 
 from __future__ import annotations
 
-from typing import Callable, Literal
+import dataclasses
+from typing import Callable, Literal, Optional
 
 import numpy as np
 import tensorflow as tf
 
+from tf_seqmodels.config import Config
 from tf_seqmodels.tasks.base import StreamingMetric, StreamingPearson, Task, Tensors
+from tf_seqmodels.tasks.registry import register_task
 # The shared numpy metrics (re-exported: callers import roc_auc etc. from here too).
 from tf_seqmodels.tasks.metrics import (accuracy, average_precision, mean_squared_error,  # noqa: F401
                                         precision_recall_curve, r2_score, roc_auc, roc_curve)
@@ -73,6 +76,9 @@ class ChromoformerTask(Task):
       (head "expression" [B], target "expression" [B]).
   """
 
+  METRICS = {"accuracy": True, "auroc": True, "ap": True, "pearson": True, "r2": True,
+             "mse": False}
+
   def __init__(self, mode: Literal["classification", "regression"] = "classification"):
     if mode not in ("classification", "regression"):
       raise ValueError(f"mode must be 'classification' or 'regression', got {mode!r}")
@@ -108,3 +114,17 @@ class ChromoformerTask(Task):
     select = self._regression
     return {"pearson": StreamingPearson(select), "r2": GatheredMetric(select, r2_score),
             "mse": GatheredMetric(select, mean_squared_error)}
+
+
+@dataclasses.dataclass(frozen=True)
+class ChromoformerTaskOptions(Config):
+  """task.options of `chromoformer`: mode (default: the data's, else classification)."""
+
+  mode: Optional[Literal["classification", "regression"]] = None
+
+
+@register_task("chromoformer", ChromoformerTaskOptions, ChromoformerTask,
+               data_builders=("chromoformer",), evaluator="tf_seqmodels.evaluation.chromoformer",
+               description="gene expression from histone marks and interactions (Chromoformer)")
+def _chromoformer(options: ChromoformerTaskOptions, data) -> ChromoformerTask:
+  return ChromoformerTask(options.mode or data.info.get("mode", "classification"))

@@ -19,13 +19,16 @@ motif perturbation 0.3, motif tiling 0.4.
 
 from __future__ import annotations
 
-from typing import Callable, Iterable, Mapping, Optional, Sequence, Union
+import dataclasses
+from typing import Any, Callable, Iterable, Literal, Mapping, Optional, Sequence, Union
 
 import numpy as np
 import tensorflow as tf
 
+from tf_seqmodels.config import Config
 from tf_seqmodels.data.dream import ChallengeSubsets
 from tf_seqmodels.tasks.base import StreamingMetric, StreamingPearson, Task, Tensors
+from tf_seqmodels.tasks.registry import register_task
 from tf_seqmodels.tasks.metrics import paired_arrays, pearson_r, rankdata, spearman_rho  # noqa: F401
 
 CHALLENGE_WEIGHTS = {"all": 1.0, "high": 0.3, "low": 0.3, "native": 0.3, "random": 0.3,
@@ -145,6 +148,8 @@ class DreamSoftBinTask(Task):
   Metrics (on the expected bin vs the measured bin): pearson, spearman, mse.
   """
 
+  METRICS = {"pearson": True, "spearman": True, "mse": False}
+
   def __init__(self, loss: str = "kl", expression_head: str = "expression",
                logits_head: str = "bin_logits", expression_target: str = "expression",
                probs_target: str = "bin_probs"):
@@ -194,6 +199,9 @@ class RegressionTask(Task):
   `pearson`, `spearman`, `mse`; with several, `pearson`, `spearman` and `mse` are the means
   over targets (the reference's "combined" metrics, used to pick the best checkpoint).
   """
+
+  METRICS = {"pearson": True, "spearman": True, "mse": False, "pearson/*": True,
+             "spearman/*": True, "mse/*": False}
 
   def __init__(self, targets: Union[Mapping[str, HeadSpec], Sequence[str], None] = None,
                weights: Optional[Mapping[str, float]] = None):
@@ -339,3 +347,54 @@ def _check_range(idx: np.ndarray, n: int, name: str) -> None:
   if idx.size and (idx.min() < 0 or idx.max() >= n):
     raise ValueError(f"subset {name!r} names test index {int(idx.max() if idx.max() >= n else idx.min())}, "
                      f"outside the {n} predictions")
+
+
+# --- task types (run configs' `task.type`) ---------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class DreamSoftBinOptions(Config):
+  """task.options of `dream_soft_bin`: the loss (KL on soft labels, or MSE on the bin)."""
+
+  loss: Literal["kl", "mse"] = "kl"
+
+
+def _soft_bin_teacher_targets(outputs, options: DreamSoftBinOptions, rng) -> dict:
+  from tf_seqmodels.data.dream import NUM_BINS, soft_labels
+  expression = np.clip(np.asarray(outputs["expression"], np.float32), 0.0, NUM_BINS - 1)
+  return {"expression": expression, "bin_probs": soft_labels(expression)}
+
+
+@register_task("dream_soft_bin", DreamSoftBinOptions, DreamSoftBinTask, data_builders=("dream",),
+               evaluator="tf_seqmodels.evaluation.dream", teacher_targets=_soft_bin_teacher_targets,
+               description="DREAM yeast expression bins: soft-bin KL or MSE")
+def _dream_soft_bin(options: DreamSoftBinOptions, data) -> DreamSoftBinTask:
+  return DreamSoftBinTask(loss=options.loss)
+
+
+@dataclasses.dataclass(frozen=True)
+class RegressionOptions(Config):
+  """task.options of `regression`: targets (names, or {target: head or [head, column]};
+  default: the data's targets) and per-target loss weights."""
+
+  targets: Union[list[str], dict[str, Any], None] = None
+  weights: Optional[dict[str, float]] = None
+
+
+def _regression_teacher_targets(outputs, options: RegressionOptions, rng) -> dict:
+  spec = options.targets or list(outputs)
+  mapping = {t: t for t in spec} if not isinstance(spec, Mapping) else dict(spec)
+  targets = {}
+  for name, head in mapping.items():
+    head, column = (head, None) if isinstance(head, str) else tuple(head)
+    value = np.asarray(outputs[head], np.float32)
+    targets[name] = value[:, column] if column is not None else value.reshape(len(value), -1)[:, 0]
+  return targets
+
+
+@register_task("regression", RegressionOptions, RegressionTask, data_builders=("table", "dream"),
+               evaluator="tf_seqmodels.evaluation.dream", teacher_targets=_regression_teacher_targets,
+               description="scalar regression targets, MSE each (DeepSTARR, lentiMPRA)")
+def _regression(options: RegressionOptions, data) -> RegressionTask:
+  targets = options.targets or list(data.targets)
+  if isinstance(targets, Mapping):
+    targets = {k: v if isinstance(v, str) else tuple(v) for k, v in targets.items()}
+  return RegressionTask(targets, options.weights)

@@ -14,12 +14,15 @@ and the same on log(1 + x) ("pearson_log"); with several heads also "pearson/<he
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Mapping, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
 
+from tf_seqmodels.config import Config
 from tf_seqmodels.tasks.base import StreamingMetric, Task, Tensors
+from tf_seqmodels.tasks.registry import register_task
 
 POISSON_EPSILON = 1e-7  # Keras' epsilon, as in tf.keras.losses.poisson
 
@@ -86,6 +89,8 @@ class TrackTask(Task):
     weights: per-head loss weights (default 1 each).
   """
 
+  METRICS = {"pearson": True, "pearson_log": True, "pearson/*": True, "pearson_log/*": True}
+
   def __init__(self, heads: Sequence[str] = ("tracks",), weights: Optional[Mapping[str, float]] = None):
     heads = tuple(heads)
     if not heads:
@@ -139,3 +144,22 @@ class _MeanOf(StreamingMetric):
   def result(self) -> float:
     values = [p.result() for p in self._parts]
     return float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrackTaskOptions(Config):
+  """task.options of `tracks`: heads (default: the data's targets) and per-head weights."""
+
+  heads: Optional[list[str]] = None
+  weights: Optional[dict[str, float]] = None
+
+
+def _track_teacher_targets(outputs, options: TrackTaskOptions, rng) -> dict:
+  return {h: np.asarray(outputs[h], np.float32) for h in options.heads or list(outputs)}
+
+
+@register_task("tracks", TrackTaskOptions, TrackTask, data_builders=("tracks", "basenji"),
+               evaluator="tf_seqmodels.evaluation.tracks", teacher_targets=_track_teacher_targets,
+               description="binned coverage tracks: Poisson NLL (Enformer, Basenji)")
+def _tracks(options: TrackTaskOptions, data) -> TrackTask:
+  return TrackTask(options.heads or data.targets, options.weights)

@@ -1,23 +1,22 @@
-"""Training: optimizers, schedules, recipes and the single-device loop."""
+"""Training: one trainer (`Trainer`, or `fit` for one call) for every model, task and
+strategy; optimizers and schedules; recipes; run assembly from config files (`run_config`)."""
 
-from tf_seqmodels.training.loop import TrainStep, evaluate, fit, restore_best
+from tf_seqmodels.training.checkpointing import CheckpointError, read_best, restore_model
 from tf_seqmodels.training.optimizers import Adam, AdamW
-from tf_seqmodels.training.recipes import DREAM_MAX_LR, DreamTrainingConfig
+from tf_seqmodels.training.recipes import DreamTrainingConfig, dream_train_config
+from tf_seqmodels.training.run_config import (TrainConfig, assemble_run,
+                                              read_train_config, run_training)
 from tf_seqmodels.training.schedules import Constant, LinearWarmup, OneCycle, Schedule
+from tf_seqmodels.training.strategy import (MultiWorkerReplicator, StrategyConfig, StrategyError,
+                                            StrategyInfo, configure_logical_devices,
+                                            describe_strategy, make_strategy)
+from tf_seqmodels.training.trainer import (NonFiniteLossError, Trainer, TrainerConfig,
+                                           TrainingInterrupted, evaluate, fit, set_determinism)
 
-__all__ = ["TrainStep", "evaluate", "fit", "restore_best", "Adam", "AdamW", "DREAM_MAX_LR",
-           "DreamTrainingConfig", "Constant", "LinearWarmup", "OneCycle", "Schedule"]
-
-# The distributed trainer (`trainer.fit` mirrors `loop.fit`'s signature; not re-exported as
-# `fit` while `loop.fit` is).
-from tf_seqmodels.training.run_config import TrainConfig, run_training  # noqa: E402
-from tf_seqmodels.training.strategy import (MultiWorkerReplicator, StrategyConfig,  # noqa: E402
-                                            StrategyError, StrategyInfo,
-                                            configure_logical_devices, describe_strategy,
-                                            make_strategy)
-from tf_seqmodels.training.trainer import (NonFiniteLossError, Trainer,  # noqa: E402
-                                           TrainerConfig, set_determinism)
-
-__all__ += ["TrainConfig", "run_training", "MultiWorkerReplicator", "StrategyConfig",
-            "StrategyError", "StrategyInfo", "configure_logical_devices", "describe_strategy",
-            "make_strategy", "NonFiniteLossError", "Trainer", "TrainerConfig", "set_determinism"]
+__all__ = ["CheckpointError", "read_best", "restore_model", "Adam", "AdamW", "DreamTrainingConfig",
+           "dream_train_config", "TrainConfig", "assemble_run",
+           "read_train_config", "run_training", "Constant", "LinearWarmup", "OneCycle",
+           "Schedule", "MultiWorkerReplicator", "StrategyConfig", "StrategyError", "StrategyInfo",
+           "configure_logical_devices", "describe_strategy", "make_strategy",
+           "NonFiniteLossError", "Trainer", "TrainerConfig", "TrainingInterrupted", "evaluate", "fit",
+           "set_determinism"]

@@ -7,8 +7,8 @@
     run_dir/best.json                                {"epoch", "step", "metric", "value", "path"}
 
 A checkpoint holds `model`, `optimizer` and the trainer's `state` (step, epoch-loss
-accumulators, best value, evaluations since the best); `loop.restore_best(model, run_dir)`
-reads best.json as written here.
+accumulators, best value, evaluations since the best); `restore_model(model, run_dir)`
+restores the best one.
 
 A kill at any moment leaves the last complete checkpoint usable: TensorFlow writes the
 checkpoint files before the manager rewrites its "checkpoint" index, and best.json is
@@ -23,6 +23,7 @@ workers share.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shutil
@@ -32,11 +33,26 @@ from typing import Any, Optional
 import tensorflow as tf
 
 from tf_seqmodels.config import apply_default_permissions, atomic_write_text
+from tf_seqmodels.errors import summarise_error
 
 CHECKPOINT_SUBDIR = "checkpoints"
 CHECKPOINT_NAME = "ckpt"
-BEST_POINTER = "best.json"  # same name and format as training.loop
+BEST_POINTER = "best.json"
 BEST_PREFIX = "best-step"
+
+
+class CheckpointError(RuntimeError):
+  """No resume checkpoint of a run directory can be restored."""
+
+
+class WeightsMismatchError(ValueError):
+  """Trained weights that do not fit the model as configured; `summary` is a few lines
+  (variable names and shapes) of TensorFlow's restore error, which lists every value."""
+
+  def __init__(self, path: str, error: BaseException):
+    self.summary = summarise_error(error)
+    super().__init__(f"the weights {path} do not fit the model as configured (a checkpoint of "
+                     f"another model or config?):\n  {self.summary}")
 
 
 def checkpoint_step(path: str) -> int:
@@ -127,13 +143,37 @@ class Checkpointer:
   def latest(self) -> Optional[str]:
     return tf.train.latest_checkpoint(self.directory)
 
+  def candidates(self) -> list[str]:
+    """Resume checkpoints on disk, newest first (those the "checkpoint" index lists)."""
+    state = tf.train.get_checkpoint_state(self.directory)
+    if state is None:
+      return []
+    paths = list(state.all_model_checkpoint_paths) or [state.model_checkpoint_path]
+    if state.model_checkpoint_path and state.model_checkpoint_path not in paths:
+      paths.append(state.model_checkpoint_path)
+    paths = [p if os.path.isabs(p) else os.path.join(self.directory, p) for p in paths]
+    return sorted(set(paths), key=checkpoint_step, reverse=True)
+
   def restore_latest(self) -> Optional[int]:
-    """Restores the newest resume checkpoint; returns its step, or None if there is none."""
-    path = self.latest()
-    if path is None:
+    """Restores the newest resume checkpoint that restores; returns its step, or None if
+    there is none. A damaged newer checkpoint (files cut short by a full disk or a kill
+    during a copy) is skipped with a warning naming it."""
+    candidates = self.candidates()
+    if not candidates:
       return None
-    restore(self.checkpoint, path)
-    return checkpoint_step(path)
+    failures = []
+    for path in candidates:
+      try:
+        restore(self.checkpoint, path)
+      except (tf.errors.OpError, IndexError, ValueError, AssertionError, KeyError) as e:
+        failures.append(f"{path}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+        continue
+      for failure in failures:
+        logging.getLogger(__name__).warning("skipped a checkpoint that does not restore: %s",
+                                            failure)
+      return checkpoint_step(path)
+    raise CheckpointError(f"no resume checkpoint in {self.directory} restores: "
+                          + "; ".join(failures))
 
   def save(self, step: int) -> Optional[str]:
     """Writes resume checkpoint `step`; returns its prefix on the chief, None elsewhere."""
@@ -179,26 +219,6 @@ def is_run_dir(path: str) -> bool:
   return os.path.isdir(path) and os.path.exists(os.path.join(path, RUN_METADATA))
 
 
-def read_train_config(run_dir: str):
-  """The `TrainConfig` that `tf-seqmodels train` recorded in `run_dir/run.json`
-  (metadata["config"]["train_config"]: the trainer stores its metadata under "config").
-
-  Raises:
-    FileNotFoundError: no run.json; ValueError: run.json records no training config.
-  """
-  from tf_seqmodels.training.logging import RUN_METADATA
-  from tf_seqmodels.training.run_config import TrainConfig
-  path = os.path.join(run_dir, RUN_METADATA)
-  if not os.path.exists(path):
-    raise FileNotFoundError(f"{run_dir} is not a training run directory (no {RUN_METADATA})")
-  with open(path) as f:
-    recorded = (json.load(f).get("config") or {}).get("train_config")
-  if not recorded:
-    raise ValueError(f"{path} records no training config (the run was not started by "
-                     f"`tf-seqmodels train`); name the model and its config instead")
-  return TrainConfig.from_dict(recorded, where=path)
-
-
 def ensure_built(model, strategy=None) -> None:
   """Creates a contract model's variables under `strategy` (None: the current one).
 
@@ -234,10 +254,15 @@ def restore_weights(model, path: str, which: str = "best", strategy=None) -> str
   if not os.path.exists(path) and not os.path.exists(path + ".index"):
     raise FileNotFoundError(f"weights not found: {path} (a run directory or checkpoint prefix)")
   ensure_built(model, strategy)
-  if os.path.isdir(path) and (read_best(path) or latest_checkpoint(path)):
-    if which == "best" and read_best(path) is None:
-      which = "latest"  # the run selected no best checkpoint (no trainer.select_best_by)
-    return restore_model(model, path, which)
-  from tf_seqmodels.convert.weights import load_checkpoint
-  load_checkpoint(model, path)
+  try:
+    if os.path.isdir(path) and (read_best(path) or latest_checkpoint(path)):
+      if which == "best" and read_best(path) is None:
+        which = "latest"  # the run selected no best checkpoint (no trainer.select_best_by)
+      return restore_model(model, path, which)
+    from tf_seqmodels.convert.weights import load_checkpoint
+    load_checkpoint(model, path)
+  except (ValueError, AssertionError, tf.errors.OpError) as e:
+    if isinstance(e, WeightsMismatchError):
+      raise
+    raise WeightsMismatchError(path, e) from e
   return path

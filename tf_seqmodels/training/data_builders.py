@@ -6,9 +6,9 @@
       eval_batch_size: 4096
       options: {train: yeast_train.txt, valid: yeast_val.txt, plasmid: plasmid.json}
 
-Each builder declares the task types it can feed and a strict options dataclass (unknown
-keys are errors), and returns `TrainingData`: training and validation datasets of
-`(inputs [B, L, C], {target: tensor})`, the number of batches per epoch, the target names
+Each builder declares a strict options dataclass (unknown keys are errors) and returns
+`TrainingData`; each task type names the builders that can feed it (`tasks.registry`).
+`TrainingData` holds training and validation datasets of `(inputs [B, L, C], {target: tensor})`, the number of batches per epoch, the target names
 and anything the task or the model needs from the data (e.g. ChromBPNet's counts-loss
 weight, the bias recalibration). Builders:
 
@@ -88,20 +88,24 @@ class DataSection(Config):
 @dataclasses.dataclass(frozen=True)
 class _Builder:
   options: type
-  tasks: tuple[str, ...]  # task types this builder can feed; () = any
-  build: Callable
+  any_task: bool  # generic builders (teacher, multi); the others feed the task types that
+  build: Callable  # name them (`tasks.registry.register_task(data_builders=...)`)
 
 
 _BUILDERS: dict[str, _Builder] = {}
 
 
-def register_data_builder(name: str, options: type, tasks: tuple[str, ...] = ()):
-  """Decorator registering `build(options, section, context) -> TrainingData | dict`."""
+def register_data_builder(name: str, options: type, any_task: bool = False):
+  """Decorator registering `build(options, section, context) -> TrainingData | dict`.
+
+  A task type lists the builders that can feed it (`tasks.registry.register_task`);
+  `any_task` builders (synthetic teacher data, several sources) feed every task type.
+  """
 
   def decorator(fn):
     if name in _BUILDERS:
       raise ValueError(f"data builder {name!r} is already registered")
-    _BUILDERS[name] = _Builder(options, tasks, fn)
+    _BUILDERS[name] = _Builder(options, any_task, fn)
     return fn
 
   return decorator
@@ -126,10 +130,13 @@ class BuildContext:
 
 def build_data(section: DataSection, context: BuildContext) -> dict[str, TrainingData]:
   """Runs the builder of `section` -> {source name: TrainingData} (one source is "train")."""
+  from tf_seqmodels.tasks import get_task_type
   builder = _BUILDERS[section.type]
-  if builder.tasks and context.task_type not in builder.tasks:
-    raise ConfigError(f"data.type {section.type!r} feeds tasks {list(builder.tasks)}, not "
-                      f"{context.task_type!r}")
+  accepted = get_task_type(context.task_type).data_builders
+  if not builder.any_task and section.type not in accepted:
+    feeds = sorted(n for n, e in _BUILDERS.items() if e.any_task) + list(accepted)
+    raise ConfigError(f"data.type {section.type!r} cannot feed task type {context.task_type!r}; "
+                      f"its data builders are {feeds}")
   options = builder.options.from_dict(section.options, where=f"data.options ({section.type})")
   result = builder.build(options, section, context)
   return result if isinstance(result, dict) else {"train": result}
@@ -163,35 +170,15 @@ class TeacherOptions(Config):
 
 def _teacher_targets(outputs: Mapping[str, np.ndarray], context: BuildContext,
                      rng: np.random.Generator) -> dict[str, np.ndarray]:
-  kind = context.task_type
-  if kind == "tracks":
-    heads = context.task_options.get("heads") or list(outputs)
-    return {h: np.asarray(outputs[h], np.float32) for h in heads}
-  if kind == "dream_soft_bin":
-    from tf_seqmodels.data.dream import NUM_BINS, soft_labels
-    expression = np.clip(np.asarray(outputs["expression"], np.float32), 0.0, NUM_BINS - 1)
-    return {"expression": expression, "bin_probs": soft_labels(expression)}
-  if kind == "regression":
-    spec = context.task_options.get("targets") or list(outputs)
-    mapping = {t: t for t in spec} if not isinstance(spec, Mapping) else dict(spec)
-    targets = {}
-    for name, head in mapping.items():
-      head, column = (head, None) if isinstance(head, str) else tuple(head)
-      value = np.asarray(outputs[head], np.float32)
-      targets[name] = value[:, column] if column is not None else value.reshape(len(value), -1)[:, 0]
-    return targets
-  if kind == "chrombpnet":
-    logits = np.asarray(outputs["profile"], np.float64)
-    probs = np.exp(logits - logits.max(-1, keepdims=True))
-    probs /= probs.sum(-1, keepdims=True)
-    totals = np.exp(np.clip(np.asarray(outputs["logcounts"], np.float64).reshape(-1, 1), -5, 8))
-    counts = rng.poisson(probs * (10.0 + 10.0 * totals)).astype(np.float32)
-    return {"profile": counts, "logcounts": np.log1p(counts.sum(-1, keepdims=True)),
-            "is_peak": (rng.random(len(counts)) < 0.5).astype(np.float32)}
-  raise ConfigError(f"teacher data cannot make targets for task type {kind!r}")
+  from tf_seqmodels.tasks import get_task_type
+  entry = get_task_type(context.task_type)
+  if entry.teacher_targets is None:
+    raise ConfigError(f"teacher data cannot make targets for task type {context.task_type!r} "
+                      f"(it registers no teacher_targets)")
+  return entry.teacher_targets(outputs, entry.parse_options(context.task_options), rng)
 
 
-@register_data_builder("teacher", TeacherOptions)
+@register_data_builder("teacher", TeacherOptions, any_task=True)
 def _teacher(options: TeacherOptions, section: DataSection, context: BuildContext):
   from tf_seqmodels.models.registry import build_model
   if context.model_name is None:
@@ -244,7 +231,7 @@ class DreamOptions(Config):
       raise ConfigError("dream: options.train and options.plasmid are required")
 
 
-@register_data_builder("dream", DreamOptions, ("dream_soft_bin", "regression"))
+@register_data_builder("dream", DreamOptions)
 def _dream(options: DreamOptions, section: DataSection, context: BuildContext):
   from tf_seqmodels.data import dream as D
   plasmid = D.load_plasmid(options.plasmid)
@@ -277,7 +264,7 @@ class TableOptions(Config):
       raise ConfigError("table: options.train is required")
 
 
-@register_data_builder("table", TableOptions, ("regression",))
+@register_data_builder("table", TableOptions)
 def _table(options: TableOptions, section: DataSection, context: BuildContext):
   from tf_seqmodels.data import dream as D
   read = D.read_deepstarr_table if options.format == "deepstarr" else D.read_lentimpra_table
@@ -313,7 +300,7 @@ class ChromBPNetOptions(Config):
       raise ConfigError(f"chrombpnet: options {missing} are required")
 
 
-@register_data_builder("chrombpnet", ChromBPNetOptions, ("chrombpnet",))
+@register_data_builder("chrombpnet", ChromBPNetOptions)
 def _chrombpnet(options: ChromBPNetOptions, section: DataSection, context: BuildContext):
   from tf_seqmodels.data.chrombpnet import (ChromBPNetDataConfig, prepare_bias_data,
                                             prepare_chrombpnet_data)
@@ -360,7 +347,7 @@ class TracksOptions(Config):
       raise ConfigError(f"tracks: options {missing} are required")
 
 
-@register_data_builder("tracks", TracksOptions, ("tracks",))
+@register_data_builder("tracks", TracksOptions)
 def _tracks(options: TracksOptions, section: DataSection, context: BuildContext):
   from tf_seqmodels.data.intervals import read_bed, read_fold
   from tf_seqmodels.data.tracks import TrackDataConfig, track_splits
@@ -396,7 +383,7 @@ class BasenjiOptions(Config):
       raise ConfigError("basenji: options.data_dir is required")
 
 
-@register_data_builder("basenji", BasenjiOptions, ("tracks",))
+@register_data_builder("basenji", BasenjiOptions)
 def _basenji(options: BasenjiOptions, section: DataSection, context: BuildContext):
   from tf_seqmodels.data.tfrecords import basenji_dataset, read_statistics, tfrecord_files
   stats = read_statistics(options.data_dir)
@@ -416,7 +403,7 @@ def _basenji(options: BasenjiOptions, section: DataSection, context: BuildContex
 from tf_seqmodels.data.chromoformer import ChromoformerBuilderOptions  # noqa: E402
 
 
-@register_data_builder("chromoformer", ChromoformerBuilderOptions, ("chromoformer",))
+@register_data_builder("chromoformer", ChromoformerBuilderOptions)
 def _chromoformer(options: ChromoformerBuilderOptions, section: DataSection,
                   context: BuildContext):
   from tf_seqmodels.data.chromoformer import builder_examples
@@ -443,7 +430,7 @@ class MultiOptions(Config):
       raise ConfigError("multi: options.sources needs at least two sources")
 
 
-@register_data_builder("multi", MultiOptions)
+@register_data_builder("multi", MultiOptions, any_task=True)
 def _multi(options: MultiOptions, section: DataSection, context: BuildContext):
   result = {}
   for name, raw in options.sources.items():

@@ -10,8 +10,9 @@ Layout under the run directory (only the chief process writes):
                     package is needed only to view them)
 
 On resume, `MetricsLog.truncate(step)` rewrites both logs without the records after the
-restored checkpoint (and without a line cut short by a kill), so the logs always describe
-the run that the checkpoints continue. TensorBoard event files cannot be edited: after a
+restored checkpoint (and without a line cut short by a kill: only that line is dropped, the
+records before and after it are kept), so the logs always describe the run that the
+checkpoints continue. TensorBoard event files cannot be edited: after a
 resume TensorBoard shows the steps between the checkpoint and the kill twice.
 """
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import math
 import os
 import platform
@@ -108,13 +110,22 @@ class MetricsLog:
   def _read(self) -> list[dict[str, Any]]:
     if self.jsonl is None or not os.path.exists(self.jsonl):
       return []
-    records = []
+    records, torn = [], 0
     with open(self.jsonl) as f:
       for line in f:
+        if not line.strip():
+          continue
         try:
-          records.append(json.loads(line))
+          record = json.loads(line)
         except json.JSONDecodeError:
-          break  # a line cut short by a kill ends the valid log
+          record = None
+        if not (isinstance(record, dict) and isinstance(record.get("step"), int)):
+          torn += 1  # a line cut short by a kill (or damaged): only it is dropped
+          continue
+        records.append(record)
+    if torn:
+      logging.getLogger(__name__).warning(
+          "%s: dropped %d unreadable line(s); %d records kept", self.jsonl, torn, len(records))
     return records
 
   def truncate(self, step: int) -> None:

@@ -1,25 +1,27 @@
-"""Training recipes as typed configs, with the optimizer they imply.
-
-`DreamTrainingConfig` is the Prix Fixe autosome trainer used for DREAM-CNN/RNN/Attn:
+"""The DREAM training recipe (the Prix Fixe autosome trainer used for DREAM-CNN/RNN/Attn):
 AdamW (weight decay 0.01, beta2 0.999, eps 1e-8) under a per-batch OneCycle schedule
-(max LR 0.005, or 0.001 for DREAM-Attn; div_factor 25, pct_start 0.3, final_div_factor 1e4,
-cosine annealing, beta1 cycled 0.95 -> 0.85 -> 0.95), KL loss on soft labels, batch 1024,
-80 epochs, best checkpoint by validation Pearson.
+(max LR from the model's registration: 0.005, or 0.001 for DREAM-Attn; div_factor 25,
+pct_start 0.3, final_div_factor 1e4, cosine annealing, beta1 cycled 0.95 -> 0.85 -> 0.95),
+KL loss on soft labels, batch 1024, 80 epochs, best checkpoint by validation Pearson.
+
+    config = dream_train_config({"train": "train.txt", "valid": "val.txt",
+                                 "plasmid": "plasmid.json"}, model="dream_attn",
+                                run_dir="runs/dream_attn")
+    run_training(config)     # or save it and run `tf-seqmodels train --config`
+
+`DreamTrainingConfig` holds the recipe's settings (a typed config; `for_model` fills the
+registered model's defaults) and makes the optimizer for hand-written training code.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Literal, Optional
+from typing import Any, Literal, Mapping, Optional
 
 from tf_seqmodels.config import Config, ConfigError
 from tf_seqmodels.training.optimizers import AdamW
 from tf_seqmodels.training.schedules import OneCycle
-
-# Max learning rate per registered DREAM model (the reference notebooks' comment).
-DREAM_MAX_LR = {"dream_cnn": 0.005, "dream_rnn": 0.005, "dream_attn": 0.001}
-
 
 @dataclasses.dataclass(frozen=True)
 class DreamTrainingConfig(Config):
@@ -72,10 +74,14 @@ class DreamTrainingConfig(Config):
 
   @classmethod
   def for_model(cls, model: str, **overrides) -> "DreamTrainingConfig":
-    """The recipe for a registered DREAM model (max LR 0.001 for dream_attn, else 0.005)."""
-    if model not in DREAM_MAX_LR:
-      raise ConfigError(f"no DREAM recipe for model {model!r}; known: {sorted(DREAM_MAX_LR)}")
-    return cls(**{"model": model, "max_learning_rate": DREAM_MAX_LR[model], **overrides})
+    """The recipe for a registered DREAM model: its registration's `recipe` defaults (max LR
+    0.001 for dream_attn, else 0.005) under `overrides`."""
+    from tf_seqmodels.models.registry import available_models, get_entry
+    defaults = get_entry(model).recipe if model in available_models() else {}
+    if not defaults:
+      known = [n for n in available_models() if get_entry(n).recipe]
+      raise ConfigError(f"no DREAM recipe for model {model!r}; known: {known}")
+    return cls(**{"model": model, **defaults, **overrides})
 
   def epoch_steps(self, num_train_examples: int) -> int:
     """Batches per epoch: `steps_per_epoch`, or one pass over the training examples
@@ -100,3 +106,30 @@ class DreamTrainingConfig(Config):
     beta1 = schedule.beta1 if self.cycle_momentum else self.beta1
     return AdamW(learning_rate=schedule, beta1=beta1, beta2=self.beta2, epsilon=self.epsilon,
                  weight_decay=self.weight_decay)
+
+
+def dream_train_config(data_options: Mapping[str, Any], *, model: str = "dream_cnn",
+                       run_dir: str = "runs/dream", model_config: Optional[Mapping[str, Any]] = None,
+                       recipe: Optional[DreamTrainingConfig] = None, **recipe_overrides):
+  """A TrainConfig of the DREAM recipe for `model` on yeast tables (`data.type: dream`
+  options: train, valid, plasmid, ...). `recipe` (default `DreamTrainingConfig.for_model`)
+  and `recipe_overrides` (its fields) set the schedule, batch sizes, epochs and loss."""
+  from tf_seqmodels.training.run_config import TrainConfig
+  r = recipe or DreamTrainingConfig.for_model(model, **recipe_overrides)
+  return TrainConfig.from_dict({
+      "model": {"name": r.model, "config": dict(model_config or {})},
+      "task": {"type": "dream_soft_bin", "options": {"loss": r.loss}},
+      "data": {"type": "dream", "batch_size": r.batch_size,
+               "eval_batch_size": r.validation_batch_size,
+               "options": {"reverse_complement": r.reverse_complement, "seed": r.seed,
+                           **dict(data_options)}},
+      "optimizer": {"name": "adamw", "learning_rate": r.max_learning_rate,
+                    "weight_decay": r.weight_decay, "beta1": r.beta1, "beta2": r.beta2,
+                    "epsilon": r.epsilon, "schedule": "one_cycle", "pct_start": r.pct_start,
+                    "div_factor": r.div_factor, "final_div_factor": r.final_div_factor,
+                    "cycle_momentum": r.cycle_momentum, "base_momentum": r.base_momentum,
+                    "max_momentum": r.max_momentum},
+      "trainer": {"epochs": r.epochs, "steps_per_epoch": r.steps_per_epoch, "seed": r.seed,
+                  "select_best_by": r.select_best_by},
+      "run_dir": run_dir,
+  }, where="DREAM recipe")

@@ -1,4 +1,7 @@
-"""Training-config files: model + task + data + optimizer/schedule + trainer + strategy.
+"""Run assembly: a run config (model + task + data + optimizer/schedule + trainer + strategy)
+-> a strategy, a seeded model, data, tasks -> training (`run_training`), evaluation
+(`evaluation.evaluate_run`) and tuning trials (`tuning.tuner`); the one path from a config
+file or a run directory to a built run.
 
     tf-seqmodels train --config dream_cnn.yaml [--strategy mirrored] [--resume]
 
@@ -11,7 +14,8 @@
     strategy:  {kind: default}                               # StrategyConfig
     run_dir:   runs/dream_cnn
 
-Every section is strict (unknown keys are errors). Recipes: Enformer = adam + warmup
+Every section is strict (unknown keys are errors); `task.type` is a registered task type
+(`tasks.registry`) and `task.options` its options config. Recipes: Enformer = adam + warmup
 (learning_rate 5e-4, warmup_steps 5000) + clip_global_norm 0.2 with `data.type: multi`
 (human and mouse sources in rotation); DREAM = adamw + one_cycle (beta1 cycled); ChromBPNet
 = adam 1e-3 constant, first the bias model (`data.options.mode: bias`) then the accessibility
@@ -22,6 +26,8 @@ Relative paths are relative to the working directory.
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
 from typing import Any, Literal, Mapping, Optional
 
 import tensorflow as tf
@@ -31,8 +37,6 @@ from tf_seqmodels.training.data_builders import (BuildContext, DataSection, Trai
                                                  build_data)
 from tf_seqmodels.training.strategy import StrategyConfig, make_strategy
 from tf_seqmodels.training.trainer import Trainer, TrainerConfig, set_determinism
-
-TASK_TYPES = ("tracks", "dream_soft_bin", "regression", "chrombpnet", "chromoformer")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,26 +73,16 @@ class ModelSection(Config):
 
 @dataclasses.dataclass(frozen=True)
 class TaskSection(Config):
-  """The task: a type and its options.
+  """The task: a registered task type (`tasks.registry.available_tasks()`) and its options
+  (the type's strict options config, e.g. tracks {heads, weights}, dream_soft_bin {loss},
+  regression {targets, weights}, chrombpnet {counts_loss_weight}, chromoformer {mode})."""
 
-  tracks          {heads: [..] (default: the data's targets), weights: {head: w}}
-  dream_soft_bin  {loss: kl | mse}
-  regression      {targets: [names] or {target: head}, weights: {target: w}}
-  chrombpnet      {counts_loss_weight: w (default: from the data, median counts / 10)}
-  chromoformer    {mode: classification | regression (default: the model's mode)}
-  """
-
-  type: Literal["tracks", "dream_soft_bin", "regression", "chrombpnet", "chromoformer"] = "tracks"
+  type: str = "tracks"
   options: dict[str, Any] = dataclasses.field(default_factory=dict)
 
   def validate(self) -> None:
-    allowed = {"tracks": {"heads", "weights"}, "dream_soft_bin": {"loss"},
-               "regression": {"targets", "weights"}, "chrombpnet": {"counts_loss_weight"},
-               "chromoformer": {"mode"}}
-    unknown = sorted(set(self.options) - allowed[self.type])
-    if unknown:
-      raise ConfigError(f"task.options for {self.type!r}: unknown key(s) {unknown}; valid keys "
-                        f"are {sorted(allowed[self.type])}")
+    from tf_seqmodels.tasks import get_task_type
+    get_task_type(self.type).parse_options(self.options)
 
 
 def _linear_warmup(peak: float, warmup_steps: int):
@@ -185,7 +179,9 @@ class TrainConfig(Config):
   run_dir: str = "runs/train"
 
 
-def _model_config(section: ModelSection):
+def resolve_model_config(section: ModelSection):
+  """The model config a ModelSection names: a config file, or the registry's default (or
+  demo) config with `section.config`'s top-level keys replaced."""
   from tf_seqmodels.models.registry import get_entry
   entry = get_entry(section.name)
   if section.config_file:
@@ -199,55 +195,102 @@ def _model_config(section: ModelSection):
 
 def build_task(section: TaskSection, data: TrainingData):
   """The Task of `section` for one data source (defaults filled from the data)."""
-  options = dict(section.options)
-  if section.type == "tracks":
-    from tf_seqmodels.tasks.tracks import TrackTask
-    return TrackTask(options.get("heads") or data.targets, options.get("weights"))
-  if section.type == "dream_soft_bin":
-    from tf_seqmodels.tasks.dream import DreamSoftBinTask
-    return DreamSoftBinTask(loss=options.get("loss", "kl"))
-  if section.type == "regression":
-    from tf_seqmodels.tasks.dream import RegressionTask
-    targets = options.get("targets") or [t for t in data.targets]
-    if isinstance(targets, Mapping):
-      targets = {k: v if isinstance(v, str) else tuple(v) for k, v in targets.items()}
-    return RegressionTask(targets, options.get("weights"))
-  if section.type == "chromoformer":
-    from tf_seqmodels.tasks.chromoformer import ChromoformerTask
-    return ChromoformerTask(options.get("mode") or data.info.get("mode", "classification"))
-  from tf_seqmodels.tasks.chrombpnet import ChromBPNetTask
-  weight = options.get("counts_loss_weight", data.info.get("counts_loss_weight"))
-  if weight is None:
-    raise ConfigError("task chrombpnet: counts_loss_weight is neither given nor computed by the "
-                      "data builder")
-  return ChromBPNetTask(float(weight))
+  from tf_seqmodels.tasks import get_task_type
+  return get_task_type(section.type).build(section.options, data)
+
+
+@dataclasses.dataclass
+class AssembledRun:
+  """Everything a run config names, built: the strategy, the model (its variables created
+  under the strategy; trained weights restored when asked), the data sources and their
+  tasks ({source: ...}; one source is "train")."""
+
+  config: TrainConfig
+  info: Any  # StrategyInfo
+  model: Any
+  model_config: Any
+  data: dict[str, TrainingData]
+  tasks: dict[str, Any]
+  weights: Optional[str] = None  # the checkpoint prefix restored, if any
+
+  @property
+  def task(self):
+    """The task, or {source: task} with several sources (what `Trainer` takes)."""
+    return self.tasks if len(self.tasks) > 1 else next(iter(self.tasks.values()))
+
+  def metric_directions(self) -> dict[str, bool]:
+    """{validation metric: higher is better} as the trainer names them."""
+    from tf_seqmodels.tasks.base import source_metric_directions
+    return source_metric_directions(self.tasks)
+
+
+def declared_selection(config: TrainConfig, select_best_by: str) -> tuple[str, bool]:
+  """(metric, maximise) of a select_best_by / tuning objective for the run `config`
+  describes, from its task type's declared metric directions (`Task.METRICS`), before
+  anything is built; "max:"/"min:" force the direction. With several data sources the
+  metric is "<source>/<metric>" (or the mean "loss").
+
+  Raises:
+    ConfigError: the task type reports no such metric (the message lists its metrics).
+  """
+  from tf_seqmodels.tasks import get_task_type
+  forced, metric = None, select_best_by
+  if metric.startswith(("min:", "max:")):
+    forced, metric = metric.startswith("max:"), metric[4:]
+  entry = get_task_type(config.task.type)
+  base = metric
+  sources = config.data.options.get("sources") if config.data.type == "multi" else None
+  if sources and metric != "loss":
+    source, _, base = metric.partition("/")
+    if source not in sources or not base:
+      raise ConfigError(f"select_best_by / objective {metric!r}: with several data sources name "
+                        f"'<source>/<metric>' (sources: {sorted(sources)}) or 'loss'")
+  higher = entry.metric_direction(base)
+  if higher is None:
+    raise ConfigError(f"select_best_by / objective {metric!r} is not a metric of task type "
+                      f"{entry.name!r}; its metrics are {['loss', *entry.task_class.METRICS]}")
+  return metric, higher if forced is None else forced
+
+
+def assemble_run(config: TrainConfig, *, strategy_info: Optional[Any] = None,
+                 weights: Optional[str] = None, which: str = "best") -> AssembledRun:
+  """Builds what `config` names, in the order every command needs.
+
+  The strategy is created first (logical devices and the multi-worker runtime must exist
+  before TensorFlow runs ops), then the seeds are set, then the model is built inside the
+  strategy's scope (and `weights`, a run directory or checkpoint prefix, restored into it),
+  then the data and a task per data source. `strategy_info` (a `make_strategy` result)
+  reuses an existing strategy: one strategy per process when several runs share it.
+  """
+  from tf_seqmodels.models.registry import build_model
+  from tf_seqmodels.training.checkpointing import restore_weights
+  info = strategy_info or make_strategy(config.strategy)
+  set_determinism(config.trainer.seed, config.trainer.deterministic)
+  resolved = resolve_model_config(config.model)
+  read = None
+  with info.strategy.scope():
+    model = build_model(config.model.name, resolved)
+    if weights is not None:
+      read = restore_weights(model, weights, which, info.strategy)
+  context = BuildContext(model, config.model.name, resolved, config.task.type,
+                         config.task.options, config.trainer.seed)
+  data = build_data(config.data, context)
+  tasks = {name: build_task(config.task, source) for name, source in data.items()}
+  return AssembledRun(config, info, model, resolved, data, tasks, read)
 
 
 def run_training(config: TrainConfig, *, resume: bool = False,
                  metadata: Optional[Mapping[str, Any]] = None,
                  strategy_info: Optional[Any] = None) -> dict[str, Any]:
-  """Builds everything a TrainConfig names and trains; returns the Trainer's history.
-
-  The strategy is created first (logical devices and the multi-worker runtime must exist
-  before TensorFlow runs ops), then the seeds are set, then model, data, task and optimizer
-  are built (model and optimizer inside the strategy's scope). `strategy_info` (a
-  `make_strategy` result) reuses an existing strategy instead of `config.strategy`: one
-  strategy per process when several runs share it (tuning trials).
-  """
-  from tf_seqmodels.models.registry import build_model
+  """Assembles the run (`assemble_run`), creates the optimizer in the strategy's scope and
+  trains with `Trainer`; returns the Trainer's history. `strategy_info` reuses an existing
+  strategy instead of `config.strategy` (tuning trials)."""
   from tf_seqmodels.training.checkpointing import latest_checkpoint, restore_model
-  info = strategy_info or make_strategy(config.strategy)
   if not resume and latest_checkpoint(config.run_dir):
     raise FileExistsError(f"{config.run_dir} already holds checkpoints; resume it (--resume) or "
                           f"choose a new run directory")
-  set_determinism(config.trainer.seed, config.trainer.deterministic)
-  model_config = _model_config(config.model)
-  with info.strategy.scope():
-    model = build_model(config.model.name, model_config)
-  context = BuildContext(model, config.model.name, model_config, config.task.type,
-                         config.task.options, config.trainer.seed)
-  data = build_data(config.data, context)
-  tasks = {name: build_task(config.task, source) for name, source in data.items()}
+  run = assemble_run(config, strategy_info=strategy_info)
+  info, model, data = run.info, run.model, run.data
   if len(data) > 1:
     steps = len(data) * min(d.steps_per_epoch for d in data.values())
   else:
@@ -260,8 +303,7 @@ def run_training(config: TrainConfig, *, resume: bool = False,
   total = trainer_config.epochs * trainer_config.steps_per_epoch
   with info.strategy.scope():
     optimizer = config.optimizer.make(total, trainer_config.steps_per_epoch)
-  task = tasks if len(tasks) > 1 else next(iter(tasks.values()))
-  trainer = Trainer(model, task, optimizer, strategy=info, config=trainer_config,
+  trainer = Trainer(model, run.task, optimizer, strategy=info, config=trainer_config,
                     run_dir=config.run_dir,
                     metadata={"train_config": config.to_dict(), **(metadata or {})})
   train = {name: d.train for name, d in data.items()}
@@ -283,3 +325,24 @@ def run_training(config: TrainConfig, *, resume: bool = False,
   if len(data) == 1:
     train, valid = first.train, first.valid
   return trainer.fit(train, valid or None, resume=resume)
+
+
+# --- trained runs ---------------------------------------------------------------------------------
+
+def read_train_config(run_dir: str) -> TrainConfig:
+  """The `TrainConfig` that `tf-seqmodels train` recorded in `run_dir/run.json`
+  (metadata["config"]["train_config"]: the trainer stores its metadata under "config").
+
+  Raises:
+    FileNotFoundError: no run.json; ValueError: run.json records no training config.
+  """
+  from tf_seqmodels.training.logging import RUN_METADATA
+  path = os.path.join(run_dir, RUN_METADATA)
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"{run_dir} is not a training run directory (no {RUN_METADATA})")
+  with open(path) as f:
+    recorded = (json.load(f).get("config") or {}).get("train_config")
+  if not recorded:
+    raise ValueError(f"{path} records no training config (the run was not started by "
+                     f"`tf-seqmodels train`); name the model and its config instead")
+  return TrainConfig.from_dict(recorded, where=path)

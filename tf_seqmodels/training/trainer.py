@@ -56,6 +56,8 @@ from __future__ import annotations
 import dataclasses
 import math
 import random
+import signal
+import threading
 import time
 from typing import Any, Callable, Literal, Mapping, Optional, Sequence, Union
 
@@ -63,14 +65,13 @@ import numpy as np
 import tensorflow as tf
 
 from tf_seqmodels.config import Config, ConfigError
-from tf_seqmodels.tasks.base import Task
+from tf_seqmodels.tasks.base import Task, select_metric, source_metric_directions
 from tf_seqmodels.training import checkpointing
 from tf_seqmodels.training import logging as run_logging
 from tf_seqmodels.training.precision import compute_dtype, precision_dtype
 from tf_seqmodels.training.strategy import (StrategyConfig, StrategyError, StrategyInfo,
                                             describe_strategy, make_strategy)
 
-_LOWER_IS_BETTER = ("loss", "mse", "mae", "rmse", "jsd", "nll")
 DEFAULT_SOURCE = "train"
 
 
@@ -88,6 +89,51 @@ class NonFiniteLossError(FloatingPointError):
     self.step, self.checkpoint, self.history = step, checkpoint, history
 
 
+class TrainingInterrupted(Exception):
+  """SIGINT / SIGTERM stopped training after the step in progress; a resume checkpoint of
+  that step was saved (with a run directory) and run.json says "interrupted".
+
+  Attributes:
+    step: updates applied; checkpoint: the checkpoint saved, or None; history: the run's
+    history so far; signal_name: "SIGINT" or "SIGTERM".
+  """
+
+  def __init__(self, message: str, step: int, checkpoint: Optional[str], history: dict,
+               signal_name: str):
+    super().__init__(message)
+    self.step, self.checkpoint, self.history = step, checkpoint, history
+    self.signal_name = signal_name
+
+
+class _Interrupts:
+  """Within `with`: SIGINT / SIGTERM set `received` instead of killing the step in progress
+  (a second signal interrupts at once). Only the main thread can install handlers; elsewhere
+  signals keep their handlers. Not with several workers: each would stop at its own step
+  while the others wait in the step's collectives (a multi-worker run resumes from its last
+  periodic checkpoint)."""
+
+  def __init__(self, enabled: bool = True):
+    self.received: Optional[str] = None
+    self.enabled = enabled
+    self._previous: dict = {}
+
+  def _handle(self, signum, frame):
+    if self.received is not None:
+      raise KeyboardInterrupt
+    self.received = signal.Signals(signum).name
+
+  def __enter__(self):
+    if self.enabled and threading.current_thread() is threading.main_thread():
+      for signum in (signal.SIGINT, signal.SIGTERM):
+        self._previous[signum] = signal.signal(signum, self._handle)
+    return self
+
+  def __exit__(self, *exc):
+    for signum, handler in self._previous.items():
+      signal.signal(signum, handler)
+    return False
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainerConfig(Config):
   """How long and how to train; every schedule below is in optimizer steps (batches).
@@ -103,8 +149,9 @@ class TrainerConfig(Config):
       always saved after each validation, at each epoch end and at the end of the run).
     keep_checkpoints: resume checkpoints kept.
     select_best_by: validation metric for the best checkpoint and early stopping, e.g.
-      "pearson" (higher is better), "loss"/"mse" (lower is better); "max:"/"min:" force the
-      direction; with several sources "<source>/<metric>".
+      "pearson", "loss", "counts_mse_peaks"; its direction is the one the task declares
+      (`Task.METRICS`; the loss is lower-is-better); "max:"/"min:" force it; with several
+      sources "<source>/<metric>". A metric the task does not report is an error.
     patience: stop after this many validations without improvement (None = never).
     min_delta: an improvement must exceed this.
     log_every: write training metrics every this many steps.
@@ -160,12 +207,10 @@ class TrainerConfig(Config):
       fail(f"mixed_precision must be 'float32' or 'bfloat16', got {self.mixed_precision!r}")
 
 
-def selection(select_best_by: str) -> tuple[str, bool]:
-  """'pearson' -> ('pearson', maximise); 'loss'/'mse'/... -> minimise; 'min:'/'max:' force."""
-  if select_best_by.startswith(("min:", "max:")):
-    return select_best_by[4:], select_best_by.startswith("max:")
-  base = select_best_by.split("/")[-1].split("_")[0]
-  return select_best_by, base not in _LOWER_IS_BETTER
+def selection(select_best_by: str, tasks: Union[Task, Mapping[str, Task]]) -> tuple[str, bool]:
+  """(metric, maximise) of a select_best_by against the tasks' declared metric directions
+  ("max:"/"min:" force the direction); ConfigError for a metric the tasks do not report."""
+  return select_metric(select_best_by, source_metric_directions(_as_sources(tasks, "task")))
 
 
 def set_determinism(seed: int, deterministic: bool) -> None:
@@ -247,7 +292,8 @@ class Trainer:
     task: a Task, or {source: Task} for several training sources.
     optimizer: a Sonnet-style optimizer (`apply(updates, variables)`, optionally
       `build(variables)`), created inside `strategy.scope()`; or a zero-argument callable
-      returning one, which the trainer calls inside the scope.
+      returning one, which the trainer calls inside the scope; None for a trainer that only
+      evaluates.
     strategy: None (the current strategy), a StrategyInfo (`make_strategy`), a
       StrategyConfig or kind name, or a tf.distribute.Strategy.
     config: TrainerConfig.
@@ -283,7 +329,7 @@ class Trainer:
     if callable(optimizer) and not hasattr(optimizer, "apply"):
       with self.strategy.scope():
         optimizer = optimizer()
-    if not hasattr(optimizer, "apply"):
+    if optimizer is not None and not hasattr(optimizer, "apply"):
       raise TypeError(f"optimizer must have apply(updates, variables) (a Sonnet-style "
                       f"optimizer such as training.AdamW), got {type(optimizer).__name__}")
     self.optimizer = optimizer
@@ -303,8 +349,10 @@ class Trainer:
                          if run_dir else None)
     self._eval_fns: dict[str, Callable] = {}
     self._train_call: Optional[Callable] = None
-    # Before any variable exists, so initial values follow the seed.
-    set_determinism(self.config.seed, self.config.deterministic)
+    if optimizer is not None:
+      # Before any variable exists, so initial values follow the seed (a trainer that only
+      # evaluates leaves the random state alone).
+      set_determinism(self.config.seed, self.config.deterministic)
 
   # --- variables ----------------------------------------------------------------------------
   @property
@@ -355,7 +403,7 @@ class Trainer:
         raise ValueError("the model has no trainable variables")
       if self.info.distributed:
         self._check_created_in_scope(variables)
-      if hasattr(self.optimizer, "build"):
+      if self.optimizer is not None and hasattr(self.optimizer, "build"):
         self.optimizer.build(variables)
     self.variables = variables
 
@@ -649,9 +697,13 @@ class Trainer:
     Raises:
       NonFiniteLossError: a NaN/Inf loss or gradient; the update was not applied, the last
         good checkpoint is restored into the model and left intact on disk.
+      TrainingInterrupted: SIGINT / SIGTERM; training stopped after the step in progress,
+        whose checkpoint was saved (resume continues from it).
       FileExistsError: run_dir has checkpoints and resume is False.
     """
     cfg = self.config
+    if self.optimizer is None:
+      raise ValueError("this Trainer has no optimizer: it can evaluate, not train")
     sources = _as_sources(train_data, "train_data")
     if set(sources) != set(self.tasks):
       raise ValueError(f"training sources {sorted(sources)} must match the tasks "
@@ -666,7 +718,8 @@ class Trainer:
     if cfg.select_best_by and validation_data is None:
       raise ValueError("select_best_by / patience need validation_data")
     validation = _as_sources(validation_data, "validation_data")
-    metric, maximise = selection(cfg.select_best_by) if cfg.select_best_by else (None, True)
+    metric, maximise = (selection(cfg.select_best_by, self.tasks) if cfg.select_best_by
+                        else (None, True))
 
     prepared = {n: self._prepare(sources[n], training=True, where=f"training data {n!r}")
                 for n in names}
@@ -721,7 +774,9 @@ class Trainer:
     step = start
     epoch_start = time.perf_counter()
     window = {"loss": 0.0, "steps": 0, "examples": 0.0, "time": 0.0}
+    interrupts = _Interrupts(enabled=self.info.num_workers == 1)
     try:
+      interrupts.__enter__()
       while step < total:
         boundary = self._next_boundary(step, steps_per_epoch, total)
         # Whole rotations only: steps_per_call is rounded up to a multiple of the sources.
@@ -776,7 +831,11 @@ class Trainer:
         if stop:
           history_state["stopped"] = "early_stopping"
           break
+        if interrupts.received:
+          self._stop_interrupted(step, save, interrupts.received, steps_per_epoch, resumed_from,
+                                 log, metadata_writer)
     finally:
+      interrupts.__exit__()
       progress.close()
       board.close()
     metadata_writer.update(status=history_state["stopped"], final_step=step)
@@ -828,6 +887,20 @@ class Trainer:
     self.state.step.assign(step)
     self.checkpointer.save(step)
 
+  def _stop_interrupted(self, step, saved, signal_name, steps_per_epoch, resumed_from, log,
+                        metadata_writer) -> None:
+    checkpoint = None
+    if self.checkpointer is not None:
+      if not saved:
+        self._save(step)
+      checkpoint = self.checkpointer.latest()
+    metadata_writer.update(status="interrupted", final_step=step, signal=signal_name)
+    history = self._history(log, step, steps_per_epoch, resumed_from, "interrupted")
+    where = (f"; checkpoint {checkpoint} saved: continue with --resume" if checkpoint
+             else " (no run directory: nothing saved)")
+    raise TrainingInterrupted(f"training interrupted by {signal_name} at step {step}{where}",
+                              step, checkpoint, history, signal_name)
+
   def _stop_nonfinite(self, step, bad_step, log, metadata_writer, progress, board) -> None:
     restored = None
     if self.checkpointer is not None:
@@ -870,19 +943,27 @@ class Trainer:
 
 def fit(model, task: Union[Task, Mapping[str, Task]], train_data, *, optimizer, epochs: int = 1,
         steps_per_epoch: Optional[int] = None, validation_data=None,
-        variables: Optional[Sequence[tf.Variable]] = None, select_best_by: Optional[str] = None,
-        checkpoint_dir: Optional[str] = None, progress: bool = True, strategy=None,
-        resume: bool = False, **config: Any) -> dict[str, Any]:
-  """`training.loop.fit`'s signature on the distributed Trainer.
+        variables: Union[None, Sequence[tf.Variable], Callable] = None,
+        select_best_by: Optional[str] = None, run_dir: Optional[str] = None,
+        progress: bool = True, strategy=None, resume: bool = False,
+        **config: Any) -> dict[str, Any]:
+  """`Trainer(...).fit(...)` in one call, for scripts, notebooks and tests:
 
-  `checkpoint_dir` is the run directory (resume checkpoints, best.json + best checkpoint
-  readable by `loop.restore_best`, logs); further keyword arguments are TrainerConfig
-  fields (e.g. eval_every, patience, deterministic, batch_size). Returns the Trainer's
-  history (a superset of loop.fit's keys: "loss", "val_<metric>", "epoch_time", "steps",
-  "best_epoch", "best_value", "best_checkpoint").
+      history = fit(model, task, train, optimizer=AdamW(...), epochs=80,
+                    validation_data=valid, select_best_by="pearson", run_dir="run/")
+
+  `run_dir` receives resume checkpoints, the best checkpoint (`checkpointing.restore_model`
+  reads it) and logs; further keyword arguments are TrainerConfig fields (eval_every,
+  patience, deterministic, batch_size, ...). Returns the Trainer's history.
   """
   trainer_config = TrainerConfig(epochs=epochs, steps_per_epoch=steps_per_epoch,
                                  select_best_by=select_best_by, progress=progress, **config)
   trainer = Trainer(model, task, optimizer, strategy=strategy, config=trainer_config,
-                    run_dir=checkpoint_dir, variables=variables)
+                    run_dir=run_dir, variables=variables)
   return trainer.fit(train_data, validation_data, resume=resume)
+
+
+def evaluate(model, task: Union[Task, Mapping[str, Task]], data, *, strategy=None) -> dict[str, float]:
+  """The task's loss and metrics of `model` over `data` (`Trainer.evaluate`, no training)."""
+  return Trainer(model, task, None, strategy=strategy,
+                 config=TrainerConfig(progress=False, tensorboard=False)).evaluate(data)
