@@ -369,6 +369,7 @@ def make_parser() -> argparse.ArgumentParser:
   from tf_seqmodels import cli_export, cli_tune  # light: heavy imports are lazy
   cli_export.add_parser(sub)
   cli_tune.add_parser(sub)
+  __import__("tf_seqmodels.cli_chrombpnet", fromlist=["add_parser"]).add_parser(sub)
   return parser
 
 
