@@ -95,10 +95,16 @@ def test_shift_detected_from_the_data(simulated, tmp_path):
   for chrom in simulated.config.chromosomes:
     assert insertions(tmp_path / "f.bw", chrom, 30_000) == insertions(tmp_path / "t.bw", chrom,
                                                                       30_000)
-  with pytest.raises(ValueError, match="non-standard DNASE shift"):
-    # ATAC reads read as DNase: the '-' composition mirrors the '+' one 8 bp away.
-    reads_to_bigwig(simulated.tagalign, "tagalign", simulated.fasta, tmp_path / "d.bw",
-                    assay="DNASE", progress=False)
+  # '+' reads moved 7 bp downstream: a shift no aligner or fragment convention produces.
+  moved = tmp_path / "moved.tagAlign"
+  with gzip.open(simulated.tagalign, "rt") as f, open(moved, "w") as out:
+    for line in f:
+      chrom, start, end, name, score, strand = line.rstrip("\n").split("\t")
+      if strand == "+":
+        start, end = int(start) + 7, int(end) + 7
+      out.write(f"{chrom}\t{start}\t{end}\t{name}\t{score}\t{strand}\n")
+  with pytest.raises(ValueError, match=r"non-standard ATAC shift \+7/\+0.*--shift"):
+    reads_to_bigwig(moved, "tagalign", simulated.fasta, tmp_path / "d.bw", progress=False)
 
 
 def test_bam_sorted_and_indexed(simulated, tmp_path):

@@ -66,7 +66,7 @@ def add_parser(subparsers) -> None:
               "bias_filters": 128, "bias_layers": 4, "max_jitter": 500, "batch_size": 64,
               "epochs": 50, "patience": 5, "seed": 1234, "nonpeak_ratio": 2,
               "nonpeak_stride": 1000, "contrib_references": 20, "contrib_max_regions": 30_000,
-              "modisco_max_seqlets": 50_000, "footprint_regions": 1000}
+              "modisco_max_seqlets": 50_000, "modisco_leiden": 2, "footprint_regions": 1000}
   for name, value in defaults.items():
     p.add_argument("--" + name.replace("_", "-"), type=int, default=value,
                    help=f"default {value}")
@@ -134,7 +134,8 @@ def run_pipeline_command(args) -> int:
       patience=args.patience, seed=args.seed, nonpeak_ratio=args.nonpeak_ratio,
       nonpeak_stride=args.nonpeak_stride, contrib_references=args.contrib_references,
       contrib_max_regions=args.contrib_max_regions,
-      modisco_max_seqlets=args.modisco_max_seqlets, footprint_regions=args.footprint_regions)
+      modisco_max_seqlets=args.modisco_max_seqlets, modisco_leiden=args.modisco_leiden,
+      footprint_regions=args.footprint_regions)
   records = run_pipeline(config, args.steps, args.force)
   report = os.path.join(os.path.abspath(args.output_dir), "report", "index.html")
   print(f"done: {len(records)} steps; report: {report}" if os.path.exists(report)

@@ -130,6 +130,7 @@ def simulate_atac(out_dir: PathLike, config: Optional[SimulationConfig] = None,
         rate[lo:hi] += config.peak_rate * np.exp(-0.5 * ((x[lo:hi] - site) / config.bump_width)**2)
       peak_rows.append((chrom, int(c) - 150, int(c) + 150))
     rate *= np.exp(enzyme_log_bias(indices, config.enzyme_strength))
+    rate[:config.read_length] = rate[-config.read_length:] = 0.0  # reads stay on the chromosome
     counts = rng.poisson(rate)
     ends = np.repeat(x, counts)  # sorted insertion centres
     # Pair the first and second halves of consecutive blocks of 2 x 50 insertions: local
