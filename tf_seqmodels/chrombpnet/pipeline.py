@@ -251,7 +251,10 @@ class Pipeline:
       atomic_write_text(self._record_path(step.name + ".started"), json.dumps({"key": key}))
       if os.path.exists(self._record_path(step.name)):
         os.unlink(self._record_path(step.name))
-      invalidated = True  # everything after a rerun step reruns
+      invalidated = True  # everything after a rerun step reruns: drop its records
+      for later in STEPS[STEPS.index(step.name) + 1:]:
+        if os.path.exists(self._record_path(later)):
+          os.unlink(self._record_path(later))
       self._say(f"[{step.name}] running")
       for output in step.outputs(self):
         os.makedirs(os.path.dirname(output), exist_ok=True)

@@ -19,7 +19,16 @@ from typing import Any
 import numpy as np
 
 from tf_seqmodels.config import atomic_write_text
-from tf_seqmodels.evaluation.report import Report, Section, _format, new_figure
+from tf_seqmodels.evaluation.report import Report, Section, new_figure
+
+
+def _format(value: Any) -> str:
+  """A table cell: 4 significant digits for floats, '-' for missing values."""
+  if value is None:
+    return "-"
+  if isinstance(value, float):
+    return f"{value:.4g}"
+  return str(value)
 
 
 def _load(path: str) -> Any:
@@ -38,10 +47,8 @@ def _loss_curves(run_dir: str, title: str):
         record = json.loads(line)
       except json.JSONDecodeError:
         break
-      if "loss" not in record:
-        continue
-      (valid if record.get("split") in ("valid", "validation") else train).append(
-          (record["step"], record["loss"]))
+      if "loss" in record and record.get("split") in ("train", "valid"):
+        (train if record["split"] == "train" else valid).append((record["step"], record["loss"]))
   if not train and not valid:
     return None
   fig, ax = new_figure(5.5, 3.5)
