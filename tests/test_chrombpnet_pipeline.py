@@ -144,3 +144,22 @@ def test_killed_run_resumes_after_the_last_complete_step(sim, tmp_path):
   assert load(out / "steps" / "regions.json")["result"]["nonpeaks"] < records["regions"]["result"]["nonpeaks"]
   with pytest.raises(ValueError, match="unknown step"):
     Pipeline(config).run(steps=["train"])
+
+
+def test_reference_bias_model_imported(shared, tmp_path):
+  # --bias-model with the reference's Keras weights (here the fixture's arrays, bias and
+  # accessibility together as in chrombpnet.h5): the bias part is found, sized from its
+  # kernels, checkpointed, and reloads with the reference's outputs.
+  from tf_seqmodels.chrombpnet.pipeline import _bias_source, _import_keras_bias, _load_bias
+  fixtures = shared("fixtures", "chrombpnet")
+  config = PipelineConfig(genome="g.fa", peaks="p.bed", output_dir=str(tmp_path), bigwig="x.bw",
+                          bias_model=str(fixtures / "weights.npz"))
+  pipeline = Pipeline(config)
+  prefix = _import_keras_bias(pipeline, str(fixtures / "weights.npz"))
+  path, bias_config = _bias_source(pipeline)
+  assert path == prefix and (bias_config["filters"], bias_config["num_dilated_layers"]) == (128, 4)
+  expected = np.load(fixtures / "outputs.npz")
+  out = _load_bias(pipeline)(expected["x"].astype(np.float32), is_training=False)
+  np.testing.assert_allclose(out["profile"], expected["bias_logits"], atol=2e-4)
+  np.testing.assert_allclose(np.ravel(out["logcounts"]), np.ravel(expected["bias_logcounts"]),
+                             atol=2e-4)

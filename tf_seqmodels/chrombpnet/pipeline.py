@@ -351,20 +351,24 @@ def _train(p: Pipeline, config) -> dict:
 
 
 def _import_keras_bias(p: Pipeline, h5: str) -> str:
-  """A reference bias .h5 -> a tf-seqmodels checkpoint prefix (the config read from it)."""
+  """A reference bias model (`bias_model_scaled.h5`, or the bias inside a `chrombpnet.h5`)
+  -> a tf-seqmodels checkpoint prefix; filters and layers are read from the weights."""
+  import re
   from tf_seqmodels.convert.keras_h5 import load_bpnet_keras, load_keras_arrays
   from tf_seqmodels.convert.weights import save_checkpoint
   from tf_seqmodels.models.bpnet import BiasBPNetConfig, ChromBPNetBias
   arrays = load_keras_arrays(h5)
-  first = [v for k, v in arrays.items() if k.endswith("1st_conv/kernel")]
-  layers = [k for k in arrays if k.endswith("conv/kernel") and "1st" not in k]
-  if not first:
-    raise ValueError(f"{h5}: no 'bpnet_1st_conv' kernel: not a ChromBPNet bias model")
+  layer = lambda key: key.split("/")[-2] if "/" in key else ""  # noqa: E731
+  first = [v for k, v in arrays.items() if layer(k) == "bpnet_1st_conv" and k.endswith("kernel")]
+  dilated = {layer(k) for k in arrays if re.fullmatch(r"bpnet_\d+conv", layer(k))}
+  if len(first) != 1:
+    raise ValueError(f"{h5}: expected one bias-model 'bpnet_1st_conv' kernel, found {len(first)}: "
+                     f"not a ChromBPNet bias model")
   c = p.config
-  config = BiasBPNetConfig(filters=int(first[0].shape[-1]), num_dilated_layers=len(layers),
+  config = BiasBPNetConfig(filters=int(first[0].shape[-1]), num_dilated_layers=len(dilated),
                            sequence_length=c.input_length, output_length=c.output_length)
   model = ChromBPNetBias(config)
-  load_bpnet_keras(model, h5)
+  load_bpnet_keras(model, h5, scheme="bpnet")
   directory = p.path("models", "bias_imported")
   prefix = save_checkpoint(model, directory)
   config.save(os.path.join(directory, "config.json"))
