@@ -70,10 +70,14 @@ def run_modisco(scores_h5: PathLike, output_h5: PathLike, window: Optional[int] 
   seq, hyp = read_scores(scores_h5)
   window = window or default_window(seq.shape[1])
   seq, hyp = read_scores(scores_h5, window)
-  pos, neg = modiscolite.tfmodisco.TFMoDISco(
-      one_hot=seq, hypothetical_contribs=hyp, max_seqlets_per_metacluster=max_seqlets,
-      sliding_window_size=20, flank_size=5, trim_to_window_size=30, initial_flank_to_add=10,
-      final_flank_to_add=0, target_seqlet_fdr=0.05, n_leiden_runs=n_leiden, verbose=False)
+  try:  # modisco motifs' defaults (-z 20 -f 5 -t 30 -g 10 -j 0), FDR 0.05 as its CLI
+    pos, neg = modiscolite.tfmodisco.TFMoDISco(
+        one_hot=seq, hypothetical_contribs=hyp, max_seqlets_per_metacluster=max_seqlets,
+        sliding_window_size=20, flank_size=5, trim_to_window_size=30, initial_flank_to_add=10,
+        final_flank_to_add=0, target_seqlet_fdr=0.05, n_leiden_runs=n_leiden, verbose=False)
+  except ValueError as e:
+    raise ValueError(f"modisco-lite failed on {os.fspath(scores_h5)} ({len(seq)} regions, window "
+                     f"{window}): {e} (too few regions or seqlets?)") from None
   with atomic_output(os.fspath(output_h5)) as tmp:
     modiscolite.io.save_hdf5(tmp, pos, neg, window)
   return len(pos or []) + len(neg or [])

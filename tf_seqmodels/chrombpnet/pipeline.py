@@ -629,8 +629,14 @@ def _run_modisco(p: Pipeline) -> dict:
     directory = p.path("modisco", target)
     os.makedirs(directory, exist_ok=True)
     h5 = os.path.join(directory, "modisco.h5")
-    count = run_modisco(p.path("contributions", f"{target}_scores.h5"), h5, c.modisco_window,
-                        c.modisco_max_seqlets, c.modisco_leiden)
+    try:
+      count = run_modisco(p.path("contributions", f"{target}_scores.h5"), h5, c.modisco_window,
+                          c.modisco_max_seqlets, c.modisco_leiden)
+    except ValueError as e:  # modisco-lite gives up on too few seqlets: report it, go on
+      p._say(f"WARNING: {e}")
+      atomic_write_text(os.path.join(directory, "patterns.json"), "[]\n")
+      out[target] = {"patterns": 0, "matches": [], "error": str(e)}
+      continue
     patterns = read_patterns(h5)
     rows = match_patterns(patterns, db)
     write_meme(os.path.join(directory, "motifs.meme"), patterns)

@@ -222,6 +222,9 @@ def build_report(p, out_dir: str) -> tuple[Report, dict[str, list[str]]]:
     if not os.path.exists(path):
       continue
     rows = _load(path)
+    error = p.result("modisco").get(target, {}).get("error")
+    if error:
+      motifs.metrics[f"{target}: modisco-lite failed"] = error
     motifs.add_table(target, [{k: r[k] for k in ("pattern", "seqlets", "consensus", "match",
                                                  "best_target", "similarity")} for r in rows])
     for r in rows[:8]:
