@@ -297,10 +297,10 @@ def make_parser() -> argparse.ArgumentParser:
   p.set_defaults(func=cmd_train)
 
   # Each module imports only argparse-level code here; heavy imports are in its run().
-  from tf_seqmodels import (cli_contributions, cli_evaluate, cli_export, cli_predict, cli_tune,
-                            cli_variants)
+  from tf_seqmodels import (cli_chrombpnet, cli_contributions, cli_evaluate, cli_export,
+                            cli_predict, cli_tune, cli_variants)
   for module in (cli_predict, cli_evaluate, cli_variants, cli_contributions, cli_export,
-                 cli_tune):
+                 cli_tune, cli_chrombpnet):
     module.add_parser(sub)
   for command in sub.choices.values():
     cli_common.add_verbose(command)
