@@ -59,6 +59,7 @@ from typing import Any, Mapping, Optional
 import numpy as np
 import tensorflow as tf
 
+from tf_seqmodels.blocks.core import centre_crop
 from tf_seqmodels.export.staging import make_tarball, staged_directory
 from tf_seqmodels.config import Config, ConfigError, atomic_write_text
 
@@ -190,11 +191,6 @@ def to_tensors(model, inputs):
 
 # --- the serving module ----------------------------------------------------------------------
 
-def _centre_crop(x: tf.Tensor, length: int) -> tf.Tensor:
-  start = (tf.shape(x)[1] - length) // 2
-  return x[:, start:start + length]
-
-
 def _input_adapter(model):
   """Maps served inputs onto the model's: centre-crops the published input length."""
   published = getattr(model, "published_input_length", None)
@@ -204,7 +200,7 @@ def _input_adapter(model):
 
   def adapt(x):
     return tf.cond(tf.equal(tf.shape(x)[1], published),
-                   lambda: _centre_crop(x, target), lambda: x)
+                   lambda: centre_crop(x, target), lambda: x)
 
   return adapt
 
