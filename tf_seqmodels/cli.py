@@ -251,6 +251,7 @@ def _predict_fasta(model, model_name: str, fasta: str, output: str, batch_size: 
   """Predicts every record of `fasta` (equal lengths) with `model` -> HDF5 at `output`."""
   import numpy as np
   from tqdm import tqdm
+  from tf_seqmodels.analysis.inference import compiled_predictor
   from tf_seqmodels.data.encoding import SequenceError, one_hot_encode
   names, seqs = _read_fasta(fasta)
   lengths = {len(s) for s in seqs}
@@ -260,8 +261,8 @@ def _predict_fasta(model, model_name: str, fasta: str, output: str, batch_size: 
   chunks: dict[str, list] = {}
   for start in tqdm(range(0, len(seqs), batch_size), desc="predict", unit="batch"):
     x = one_hot_encode(seqs[start:start + batch_size])
-    for head, value in model.predict_on_batch(x).items():
-      chunks.setdefault(head, []).append(value.numpy())
+    for head, value in compiled_predictor(model)(x).items():  # XLA, bucketed batches
+      chunks.setdefault(head, []).append(value)
   outputs = {k: np.concatenate(v) for k, v in chunks.items()}
   _write_predictions(output, outputs, names, {"model": model_name, "config": model.config.to_json()})
   print(f"wrote predictions for {len(names)} sequences to {output}: "

@@ -596,6 +596,13 @@ class DreamModel(SequenceModel):
     # position table fixes it.
     return not self.trunk.fixed_length
 
+  @property
+  def inference_xla(self) -> bool:
+    """Whether inference compiles with XLA (analysis.inference.use_xla): not with the LegNet
+    core, whose grouped convolutions (a depthwise workaround) XLA runs ~3x slower on a CPU
+    than graph mode; the BHI and Proformer cores gain or break even (bench/results)."""
+    return not isinstance(self.config.core, AutosomeCoreConfig)
+
   def trunk_stages(self, inputs: tf.Tensor,
                    is_training: bool) -> "collections.OrderedDict[str, tf.Tensor]":
     """{"first": [B, L, C1], "core": [B, L, C2]}: the first and core block outputs."""
