@@ -205,13 +205,13 @@ def _input_adapter(model):
   return adapt
 
 
-def _positional(fn, spec, xla: bool = False):
+def _positional(fn, spec):
   """A tf.function taking each input as a named positional tensor (signature kwargs)."""
   if not _is_multi_input(spec):
-    return tf.function(fn, input_signature=[spec], jit_compile=xla)
+    return tf.function(fn, input_signature=[spec])
   keys = list(spec)
   return tf.function(lambda *args: fn(dict(zip(keys, args))),
-                     input_signature=[spec[k] for k in keys], jit_compile=xla)
+                     input_signature=[spec[k] for k in keys])
 
 
 def build_serving_module(model, metadata_path: str, config_path: str) -> tf.train.Checkpoint:
@@ -221,36 +221,43 @@ def build_serving_module(model, metadata_path: str, config_path: str) -> tf.trai
   adapt = _input_adapter(model)
   xla = use_xla(model)
 
+  # The model's inference is XLA-compiled where it gains from it (analysis.inference.use_xla),
+  # once per input shape when first called: the package's fast path travels with the
+  # SavedModel to hub.load and Kipoi users. The input adapter stays outside the compiled
+  # function (its length-dependent tf.cond would give XLA a data-dependent shape), and
+  # `__call__` (fine-tuning, training=True) stays in graph mode.
+  def compiled(fn):
+    return tf.function(fn, jit_compile=True) if xla else fn
+
+  forward = compiled(lambda inputs: dict(model(inputs, is_training=False)))
+  forward_embed = compiled(lambda inputs: model.embed(inputs, is_training=False))
+
   def predict(inputs):
-    return dict(model(adapt(inputs), is_training=False))
+    return forward(adapt(inputs))
 
   def embed(inputs):
-    return model.embed(adapt(inputs), is_training=False)
+    return forward_embed(adapt(inputs))
 
   # tf.train.Checkpoint is a public AutoTrackable that, unlike tf.Module, lets us set
   # `variables`, `trainable_variables` and `__call__` (the Reusable SavedModel API).
   wrapper = tf.train.Checkpoint()
   wrapper.network = model  # tracks every variable
-  # Inference entry points are XLA-compiled (per input shape, when first called) where the
-  # model gains from it (analysis.inference.use_xla): the package's fast path travels with
-  # the SavedModel to hub.load and Kipoi users. `__call__` (fine-tuning) stays in graph mode.
-  wrapper.predict_on_batch = tf.function(predict, input_signature=[spec], jit_compile=xla)
-  wrapper.embed = tf.function(embed, input_signature=[spec], jit_compile=xla)
+  wrapper.predict_on_batch = tf.function(predict, input_signature=[spec])
+  wrapper.embed = tf.function(embed, input_signature=[spec])
   if model.takes_dna_sequence and not _is_multi_input(spec):
     # One-hot ACGT in, whatever the model's own encoding (channel order, strand flags):
     # what Kipoi's DNA dataloaders produce.
     encode = getattr(model, "encode_dna", None) or (lambda dna, is_reverse=False: dna)
     dna_spec = tf.TensorSpec([None, spec.shape[1], 4], tf.float32, name="dna")
     wrapper.predict_dna_on_batch = tf.function(lambda dna: predict(encode(dna)),
-                                               input_signature=[dna_spec], jit_compile=xla)
+                                               input_signature=[dna_spec])
     # The same for a reverse-complemented copy: models with a strand flag channel (DREAM's
     # is_reverse) encode it as such; for the others (probed on one base) it is the same
     # function, saved once.
     probe = tf.constant([[[1.0, 0.0, 0.0, 0.0]]])
     flagged = not np.array_equal(np.asarray(encode(probe)), np.asarray(encode(probe, True)))
     wrapper.predict_reverse_dna_on_batch = (
-        tf.function(lambda dna: predict(encode(dna, True)), input_signature=[dna_spec],
-                    jit_compile=xla)
+        tf.function(lambda dna: predict(encode(dna, True)), input_signature=[dna_spec])
         if flagged else wrapper.predict_dna_on_batch)
   root = tf.train.Checkpoint()
   root.model = wrapper
@@ -263,7 +270,7 @@ def build_serving_module(model, metadata_path: str, config_path: str) -> tf.trai
       model(adapt(inputs), is_training=training)))
   root.__call__.get_concrete_function(spec, training=False)
   root.__call__.get_concrete_function(spec, training=True)
-  root.serving_default = _positional(predict, spec, xla)
+  root.serving_default = _positional(predict, spec)
   root.metadata_asset = tf.saved_model.Asset(metadata_path)
   root.config_asset = tf.saved_model.Asset(config_path)
   root.get_metadata = tf.function(lambda: tf.io.read_file(root.metadata_asset), input_signature=[])
