@@ -4,8 +4,9 @@
     python bench/dream_train_step.py --reference /path/to/random-promoter-dream-challenge-2022
 
 One train step = forward + backward + AdamW update in training mode with the soft-bin KL loss
-and the OneCycle schedule (the `training.fit` step, compiled with tf.function); inference =
-forward with is_training=False. Inputs are random one-hot sequences (6 x 150, the yeast
+and the OneCycle schedule (the step `training.trainer.Trainer.fit` runs); inference = forward
+with is_training=False through the package's inference path (`analysis.inference`). Each
+(framework, model, batch) runs in its own subprocess, so its peak RSS is its own. Inputs are random one-hot sequences (6 x 150, the yeast
 encoding) with random bins. Each timing is the median over `--repeats` after `--warmup`
 untimed calls (tracing, slot creation), reported as wall seconds and process CPU seconds:
 on a shared machine CPU-seconds / threads is the steadier figure. Host memory grows about
@@ -54,6 +55,9 @@ def _parse_args(argv=None):
                       help="what to time (default: tf, plus torch when --reference is given)")
   parser.add_argument("--json", default=None, help="also write the results to this JSON file")
   parser.add_argument("--seed", type=int, default=0)
+  parser.add_argument("--xla-train", action="store_true",
+                      help="XLA-compile the TF train step (TrainerConfig.jit_compile)")
+  parser.add_argument("--one", help=argparse.SUPPRESS)  # child: framework:model:batch
   return parser.parse_args(argv)
 
 
@@ -93,24 +97,35 @@ def _time(fn, repeats: int, warmup: int) -> dict:
 
 def bench_tf(name: str, batch: int, args) -> dict:
   import tensorflow as tf
-  import tf_seqmodels.models.dream  # noqa: F401  (registers the DREAM models)
+  from tf_seqmodels.analysis.inference import compiled_predictor
   from tf_seqmodels.models import build_model, num_trainable_parameters
   from tf_seqmodels.tasks.dream import DreamSoftBinTask
   from tf_seqmodels.training import DreamTrainingConfig
-  from tf_seqmodels.training.loop import TrainStep
+  from tf_seqmodels.training.trainer import Trainer, TrainerConfig
 
   tf.random.set_seed(args.seed)
   model = build_model(name)
   x, bins, probs = _inputs(batch, args.seed)
-  x, targets = tf.constant(x), {"expression": tf.constant(bins), "bin_probs": tf.constant(probs)}
+  targets = {"expression": bins, "bin_probs": probs}
   result = {"framework": "tensorflow", "model": name, "batch": batch}
-  predict = tf.function(lambda inp: model(inp, is_training=False)["expression"])
-  result["infer"] = _time(lambda: predict(x).numpy(), args.repeats, args.warmup)
+  # The package's inference path (XLA where it wins for the model, bucketed batches).
+  predict = compiled_predictor(model)
+  result["infer"] = _time(lambda: predict(x), args.repeats, args.warmup)
+  result["infer"]["xla"] = predict.jit_compile
   result["params"] = num_trainable_parameters(model)
   if not args.skip_train:
     recipe = DreamTrainingConfig.for_model(name)
-    step = TrainStep(model, DreamSoftBinTask(), recipe.make_optimizer(steps_per_epoch=1000), None)
-    result["train"] = _time(lambda: float(step(x, targets)), args.repeats, args.warmup)
+    trainer = Trainer(model, DreamSoftBinTask(), recipe.make_optimizer(steps_per_epoch=1000),
+                      config=TrainerConfig(progress=False, tensorboard=False,
+                                           jit_compile=args.xla_train))
+    data = tf.data.Dataset.from_tensors((tf.constant(x), tf.nest.map_structure(
+        tf.constant, targets))).repeat()
+    trainer.build(data.element_spec[0])
+    # The step `Trainer.fit` runs (one round over the one source per call).
+    call = trainer._make_train_call(list(trainer.tasks))  # pylint: disable=protected-access
+    iterators, rounds = [iter(data)], tf.constant(1)
+    result["train"] = _time(lambda: float(call(iterators, rounds)[0]), args.repeats, args.warmup)
+    result["train"]["xla"] = args.xla_train
   return result
 
 
@@ -208,71 +223,82 @@ def bench_torch(name: str, batch: int, args) -> dict:
   return result
 
 
-def _row(result: dict, threads: int) -> str:
-  parts = [f"{result['framework']:<10}", f"{result['model']:<10}", f"{result['batch']:>5}",
-           f"{result['params']:>10,}"]
-  for kind in ("train", "infer"):
-    timing = result.get(kind)
-    if timing is None:
-      parts.append(f"{'-':>28}")
-      continue
-    parts.append(f"{timing['wall_s']:9.3f} s {timing['cpu_s']:8.2f} cpu-s")
-  infer = result["infer"]
-  parts.append(f"{result['batch'] / infer['wall_s']:9.1f}")
-  if threads:
-    parts.append(f"{result['batch'] / (infer['cpu_s'] / threads):9.1f}")
-  return " ".join(parts)
+def _child(args) -> dict:
+  """One (framework, model, batch) measurement in this process, with its peak RSS."""
+  import resource
+  framework, name, batch = args.one.split(":")
+  _set_threads(args, framework)
+  result = (bench_tf if framework == "tf" else bench_torch)(name, int(batch), args)
+  result["peak_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+  return result
+
+
+def _set_threads(args, framework: str) -> None:
+  if not args.threads:
+    return
+  os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
+  if framework == "tf":
+    import tensorflow as tf
+    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+    tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+  else:
+    import torch
+    torch.set_num_threads(args.threads)
 
 
 def main(argv=None) -> None:
+  import subprocess
   args = _parse_args(argv)
+  if args.one:
+    print(json.dumps(_child(args)))
+    return
   frameworks = args.frameworks or (["tf", "torch"] if args.reference else ["tf"])
   if "torch" in frameworks and not args.reference:
     raise SystemExit("timing PyTorch needs --reference PATH (a random-promoter-dream-challenge-2022 "
                      "checkout)")
-  if args.threads:
-    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
-  versions = []
-  if "tf" in frameworks:
-    import tensorflow as tf
-    if args.threads:
-      tf.config.threading.set_intra_op_parallelism_threads(args.threads)
-      tf.config.threading.set_inter_op_parallelism_threads(args.threads)
-    gpu = bool(tf.config.list_physical_devices("GPU"))
-    versions.append(f"TF {tf.__version__} ({'GPU' if gpu else 'CPU'})")
+  sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+  import report
   if "torch" in frameworks:
-    import torch
-    if args.threads:
-      torch.set_num_threads(args.threads)
-    versions.append(f"torch {torch.__version__} (CPU)")
-  print(f"# {', '.join(versions)}; {os.cpu_count()} CPU cores visible; threads "
-        f"{args.threads or 'default'}; median of {args.repeats} after {args.warmup + 1} "
-        f"untimed call(s)")
-  header = (f"{'framework':<10} {'model':<10} {'batch':>5} {'params':>10} "
-            f"{'train step (wall, cpu)':>28} {'inference (wall, cpu)':>28} {'seq/s':>9}"
-            + (f" {'seq/s cpu':>9}" if args.threads else ""))
-  print(header)
+    import torch  # noqa: F401  (its version goes into the report)
+  env = report.environment({"requested": args.threads or "default"})
   results = []
   for name in args.models:
     for batch in args.batch_sizes:
-      runs = []
-      if "tf" in frameworks:
-        runs.append(bench_tf(name, batch, args))
-      if "torch" in frameworks:
-        runs.append(bench_torch(name, batch, args))
-      for result in runs:
-        print(_row(result, args.threads), flush=True)
-      if len(runs) == 2:
-        tf_r, pt_r = runs
-        ratios = {kind: tf_r[kind]["wall_s"] / pt_r[kind]["wall_s"]
-                  for kind in ("train", "infer") if kind in tf_r and kind in pt_r}
-        print("  TF / PyTorch wall-time ratio: "
-              + ", ".join(f"{k} {v:.2f}" for k, v in ratios.items()), flush=True)
-        tf_r["ratio_vs_torch"] = ratios
-      results.extend(runs)
-  if args.json:
-    with open(args.json, "w") as f:
-      json.dump(results, f, indent=2)
+      for framework in frameworks:
+        cmd = [sys.executable, os.path.abspath(__file__)] + list(
+            argv if argv is not None else sys.argv[1:]) + ["--one", f"{framework}:{name}:{batch}"]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode:
+          sys.stderr.write(proc.stderr[-4000:])
+          raise SystemExit(f"{framework} {name} batch {batch} failed (exit {proc.returncode})")
+        results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+        print(f"  measured {framework} {name} batch {batch}", file=sys.stderr, flush=True)
+  by = {(r["framework"], r["model"], r["batch"]): r for r in results}
+  for r in results:
+    other = by.get(("torch", r["model"], r["batch"]))
+    if r["framework"] == "tensorflow" and other:
+      r["ratio_vs_torch_cpu_s"] = {k: other[k]["cpu_s"] / r[k]["cpu_s"]
+                                   for k in ("train", "infer") if k in r and k in other}
+      r["ratio_vs_torch_rss"] = r["peak_rss_gib"] / other["peak_rss_gib"]
+  report.print_header(f"DREAM train step and inference (yeast 6 x {LENGTH}, median of "
+                      f"{args.repeats} after {args.warmup + 1} untimed call(s))", env)
+  rows = []
+  for r in results:
+    train, infer = r.get("train"), r["infer"]
+    ratio = r.get("ratio_vs_torch_cpu_s", {})
+    rows.append([r["framework"], r["model"], r["batch"], f"{r['params']:,}",
+                 train["cpu_s"] if train else "-", train["wall_s"] if train else "-",
+                 infer["cpu_s"], r["batch"] / infer["cpu_s"], r["peak_rss_gib"],
+                 f"{ratio['train']:.2f}x" if "train" in ratio else "-",
+                 f"{ratio['infer']:.2f}x" if "infer" in ratio else "-"])
+  report.print_table(["framework", "model", "batch", "params", "train step CPU-s",
+                      "train step wall s", "inference CPU-s", "inference seq / CPU-s",
+                      "peak RSS GiB", "speed-up vs torch (train)", "speed-up vs torch (infer)"],
+                     rows)
+  tag = "_".join(args.models) + "_b" + "_".join(map(str, args.batch_sizes))
+  report.save(f"dream_train_step_{tag}", {"args": {k: v for k, v in vars(args).items()
+                                                    if k != "one"},
+                                          "environment": env, "results": results}, args.json)
 
 
 if __name__ == "__main__":

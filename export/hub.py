@@ -59,6 +59,7 @@ from typing import Any, Mapping, Optional
 import numpy as np
 import tensorflow as tf
 
+from tf_seqmodels.blocks.core import centre_crop
 from tf_seqmodels.export.staging import make_tarball, staged_directory
 from tf_seqmodels.config import Config, ConfigError, atomic_write_text
 
@@ -190,11 +191,6 @@ def to_tensors(model, inputs):
 
 # --- the serving module ----------------------------------------------------------------------
 
-def _centre_crop(x: tf.Tensor, length: int) -> tf.Tensor:
-  start = (tf.shape(x)[1] - length) // 2
-  return x[:, start:start + length]
-
-
 def _input_adapter(model):
   """Maps served inputs onto the model's: centre-crops the published input length."""
   published = getattr(model, "published_input_length", None)
@@ -204,7 +200,7 @@ def _input_adapter(model):
 
   def adapt(x):
     return tf.cond(tf.equal(tf.shape(x)[1], published),
-                   lambda: _centre_crop(x, target), lambda: x)
+                   lambda: centre_crop(x, target), lambda: x)
 
   return adapt
 
@@ -220,14 +216,27 @@ def _positional(fn, spec):
 
 def build_serving_module(model, metadata_path: str, config_path: str) -> tf.train.Checkpoint:
   """The object tree saved as the SavedModel (see the module docstring for its API)."""
+  from tf_seqmodels.analysis.inference import use_xla
   spec = serving_spec(model)
   adapt = _input_adapter(model)
+  xla = use_xla(model)
+
+  # The model's inference is XLA-compiled where it gains from it (analysis.inference.use_xla),
+  # once per input shape when first called: the package's fast path travels with the
+  # SavedModel to hub.load and Kipoi users. The input adapter stays outside the compiled
+  # function (its length-dependent tf.cond would give XLA a data-dependent shape), and
+  # `__call__` (fine-tuning, training=True) stays in graph mode.
+  def compiled(fn):
+    return tf.function(fn, jit_compile=True) if xla else fn
+
+  forward = compiled(lambda inputs: dict(model(inputs, is_training=False)))
+  forward_embed = compiled(lambda inputs: model.embed(inputs, is_training=False))
 
   def predict(inputs):
-    return dict(model(adapt(inputs), is_training=False))
+    return forward(adapt(inputs))
 
   def embed(inputs):
-    return model.embed(adapt(inputs), is_training=False)
+    return forward_embed(adapt(inputs))
 
   # tf.train.Checkpoint is a public AutoTrackable that, unlike tf.Module, lets us set
   # `variables`, `trainable_variables` and `__call__` (the Reusable SavedModel API).

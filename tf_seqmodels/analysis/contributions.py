@@ -133,7 +133,7 @@ def predict_target(model: AnalysisModel, one_hot: np.ndarray, target: Target,
     return np.concatenate([np.asarray(fn(tf.constant(one_hot[i:i + batch_size], tf.float32)))
                            for i in range(0, len(one_hot), batch_size)])
   fn = _cached(model, ("target", target.to_json()), lambda: _target_fn(model, target))
-  return np.concatenate([runner.run(fn, one_hot[i:i + batch_size])
+  return np.concatenate([runner.forward(fn, one_hot[i:i + batch_size], model)
                          for i in range(0, len(one_hot), batch_size)])
 
 

@@ -301,12 +301,16 @@ class BatchRunner:
       compiled[key] = tf.function(step, reduce_retracing=True)
     return compiled[key]
 
-  def run(self, fn: Callable, one_hot: np.ndarray):
-    """`fn` on `one_hot` [B, L, 4] split over the replicas -> nest of numpy [B, ...]."""
+  def run(self, fn: Callable, one_hot: np.ndarray, jit_compile: bool = False):
+    """`fn` on `one_hot` [B, L, 4] split over the replicas -> nest of numpy [B, ...].
+
+    On one replica `fn` runs as a `CompiledFunction` (XLA with `jit_compile`; batches
+    bucketed); over several replicas as one graph per strategy (no XLA across replicas).
+    """
     one_hot = np.asarray(one_hot, np.float32)
     batch = one_hot.shape[0]
     if self.replicas == 1:
-      return tf.nest.map_structure(lambda t: t.numpy(), self._step(fn)(tf.constant(one_hot)))
+      return compiled_function(fn, jit_compile)(one_hot)
     per_replica = -(-batch // self.replicas)
     padded = np.zeros((per_replica * self.replicas,) + one_hot.shape[1:], np.float32)
     padded[:batch] = one_hot
@@ -322,11 +326,15 @@ class BatchRunner:
   def predict(self, model: AnalysisModel, one_hot: np.ndarray,
               is_reverse: bool = False) -> dict[str, np.ndarray]:
     """{head: [B, ...]} predictions of `model` for one-hot ACGT `one_hot` [B, L, 4]."""
-    if model.model is None:  # a restored SavedModel function: already compiled, one device
+    if model.model is None:  # a restored SavedModel function: compiled at export, one device
       outputs = model(tf.constant(np.asarray(one_hot, np.float32)), is_reverse)
       return {k: np.asarray(v) for k, v in outputs.items()}
     fn = _cached(model, ("predict", is_reverse), lambda: lambda x: model(x, is_reverse))
-    return self.run(fn, one_hot)
+    return self.forward(fn, one_hot, model)
+
+  def forward(self, fn: Callable, one_hot: np.ndarray, model=None):
+    """`run` for a forward pass (no gradients) of `model`: XLA where `use_xla(model)`."""
+    return self.run(fn, one_hot, jit_compile=use_xla(model))
 
 
 def _cached(owner, key, make):
@@ -335,3 +343,112 @@ def _cached(owner, key, make):
   if key not in cache:
     cache[key] = make()
   return cache[key]
+
+
+# --- compiled inference ---------------------------------------------------------------------
+# Every forward pass of the package (predict, score-variants, contributions' predictions,
+# evaluate) runs through one CompiledFunction. XLA fuses the elementwise work around each
+# convolution (BatchNorm, GELU, softmax pooling) that graph mode runs as separate passes over
+# memory; for Enformer on a CPU that is ~3x fewer CPU-seconds per sequence (README,
+# "Performance"). XLA compiles once per input shape, so batches are zero-padded to a
+# power-of-two bucket: a run compiles once per bucket it meets (its batch size and, at most,
+# the bucket of its last partial batch), not once per batch.
+
+XLA_ENV = "TF_SEQMODELS_XLA"
+
+
+def xla_default() -> bool:
+  """Whether forward passes compile with XLA: yes, unless TF_SEQMODELS_XLA is 0/false/off."""
+  return os.environ.get(XLA_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def use_xla(model=None) -> bool:
+  """Whether `model`'s forward passes compile with XLA: `xla_default()`, unless the model
+  (or the contract model inside an AnalysisModel) says `inference_xla = False` because
+  graph mode measured faster for it."""
+  inner = getattr(model, "model", None) if isinstance(model, AnalysisModel) else model
+  return xla_default() and bool(getattr(inner, "inference_xla", True))
+
+
+def batch_bucket(batch: int) -> int:
+  """The padded batch size of a batch of `batch` examples: the next power of two."""
+  if batch < 1:
+    raise ValueError(f"a batch needs at least one example, got {batch}")
+  return 1 << (batch - 1).bit_length()
+
+
+def _is_xla_failure(error: Exception) -> bool:
+  message = str(error)
+  return "XLA" in message or "compil" in message.lower()
+
+
+class CompiledFunction:
+  """`fn(inputs) -> nest of tensors [B, ...]`, compiled once per bucketed input shape.
+
+  Call it with numpy arrays or tensors (a nest of them with one batch size, e.g. a dict for
+  multi-input models); the batch is zero-padded to `batch_bucket(B)` and the padding dropped
+  from the numpy results. Examples must not interact (inference mode: BatchNorm uses its
+  moving statistics), which holds for every model of the package.
+
+  jit_compile: XLA (default: `xla_default()`). If XLA cannot compile `fn` (an op without an
+    XLA kernel), the function falls back to graph mode once, with a warning.
+  """
+
+  def __init__(self, fn: Callable, jit_compile: Optional[bool] = None):
+    self._fn = fn
+    self.jit_compile = xla_default() if jit_compile is None else bool(jit_compile)
+    self._compiled = self._make()
+    self.shapes: list = []  # the bucketed input shapes met so far: one compile each
+
+  def _make(self):
+    # Static shapes (no reduce_retracing): each bucket gets its own trace, every dimension
+    # known to the model's shape logic and to XLA.
+    return tf.function(self._fn, jit_compile=self.jit_compile)
+
+  @property
+  def compiles(self) -> int:
+    """How many input shapes were traced (= XLA compilations)."""
+    return self._compiled.experimental_get_tracing_count()
+
+  def __call__(self, inputs):
+    flat = [t.numpy() if tf.is_tensor(t) else np.asarray(t) for t in tf.nest.flatten(inputs)]
+    batch = flat[0].shape[0]
+    bucket = batch_bucket(batch)
+    if bucket != batch:
+      flat = [np.concatenate([a, np.zeros((bucket - batch,) + a.shape[1:], a.dtype)])
+              for a in flat]
+    tensors = tf.nest.pack_sequence_as(inputs, [tf.constant(a) for a in flat])
+    shape = tuple(tuple(a.shape) for a in flat)
+    try:
+      outputs = self._compiled(tensors)
+    except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError) as error:
+      if not self.jit_compile or not _is_xla_failure(error):
+        raise
+      import logging
+      logging.getLogger(__name__).warning(
+          "XLA cannot compile this model (%s); running it in graph mode",
+          str(error).strip().splitlines()[0][:200])
+      self.jit_compile = False
+      self._compiled = self._make()
+      outputs = self._compiled(tensors)
+    if shape not in self.shapes:
+      self.shapes.append(shape)
+    return tf.nest.map_structure(lambda t: t.numpy()[:batch], outputs)
+
+
+def compiled_function(fn: Callable, jit_compile: Optional[bool] = None) -> CompiledFunction:
+  """The CompiledFunction of `fn`, cached on the function object (one per XLA setting), so
+  repeated analyses with the same function reuse its compiled shapes."""
+  jit = xla_default() if jit_compile is None else bool(jit_compile)
+  cache = fn.__dict__.setdefault("_compiled_functions", {})
+  if jit not in cache:
+    cache[jit] = CompiledFunction(fn, jit)
+  return cache[jit]
+
+
+def compiled_predictor(model, jit_compile: Optional[bool] = None) -> CompiledFunction:
+  """The cached inference function of a contract model: inputs [B, L, C] (or its dict of
+  inputs) -> {head: numpy [B, ...]}, at is_training=False; XLA per `use_xla(model)` unless
+  `jit_compile` says otherwise."""
+  fn = _cached(model, ("inference",), lambda: lambda x: dict(model(x, is_training=False)))
+  return compiled_function(fn, use_xla(model) if jit_compile is None else jit_compile)

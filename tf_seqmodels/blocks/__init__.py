@@ -2,9 +2,14 @@
 
 from tf_seqmodels.blocks.attention import MultiheadAttention, positional_features, relative_shift
 from tf_seqmodels.blocks.bpnet import BPNetTrunk, DilatedResidualStack, ProfileCountsHead
-from tf_seqmodels.blocks.core import (ConvBlock, Residual, TargetLengthCrop1D, count_parameters,
-                                      cross_replica_batch_norm, exponential_linspace_int,
-                                      gelu_sigmoid)
+from tf_seqmodels.blocks.absolute_positions import sinusoidal_position_encoding
+from tf_seqmodels.blocks.core import (ConvBlock, Residual, TargetLengthCrop1D, centre_crop,
+                                      count_parameters, cross_replica_batch_norm,
+                                      exponential_linspace_int, gelu_sigmoid)
+from tf_seqmodels.blocks.enformer import (ConvTowerBlock, FinalPointwise, SoftplusHead, Stem,
+                                          conv_tower, transformer_stack)
+from tf_seqmodels.blocks.prixfixe import (BHICore, MultiKernelConv, RegressionHead, SoftBinHead,
+                                          soft_bin_expectation)
 from tf_seqmodels.blocks.conformer import (PackedMultiheadAttention, Proformer, ProformerLayer,
                                            SwiGLUFeedForward)
 from tf_seqmodels.blocks.legnet import (GroupedConv1D, InvertedResidual, LegNetBlock, LegNetCore,
@@ -23,3 +28,6 @@ __all__ += ["PackedMultiheadAttention", "Proformer", "ProformerLayer", "SwiGLUFe
             "GroupedConv1D", "InvertedResidual", "LegNetBlock", "LegNetCore", "SqueezeExcitation",
             "LSTM", "BidirectionalLSTM", "TorchBatchNorm"]
 __all__ += ["BPNetTrunk", "DilatedResidualStack", "ProfileCountsHead"]
+__all__ += ["sinusoidal_position_encoding", "centre_crop", "ConvTowerBlock", "FinalPointwise",
+            "SoftplusHead", "Stem", "conv_tower", "transformer_stack", "BHICore",
+            "MultiKernelConv", "RegressionHead", "SoftBinHead", "soft_bin_expectation"]

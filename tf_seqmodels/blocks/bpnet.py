@@ -18,6 +18,8 @@ from typing import Optional
 import sonnet as snt
 import tensorflow as tf
 
+from tf_seqmodels.blocks.core import centre_crop
+
 
 def glorot_uniform() -> snt.initializers.Initializer:
   """Keras' default kernel initialiser, so fresh models start like the reference."""
@@ -31,24 +33,6 @@ def kernel_initializer(name: str) -> Optional[snt.initializers.Initializer]:
   if name == "sonnet":
     return None
   raise ValueError(f"unknown initializer {name!r}; use 'glorot_uniform' or 'sonnet'")
-
-
-def center_crop(inputs: tf.Tensor, length: int) -> tf.Tensor:
-  """Keeps the central `length` positions of [B, T, C] (start offset (T - length) // 2).
-
-  For even T - length this is the reference's symmetric `Cropping1D`.
-  """
-  total = inputs.shape[1]
-  if total is not None:
-    if total < length:
-      raise ValueError(f"cannot centre-crop {total} positions to {length}")
-    start = (total - length) // 2
-    return inputs[:, start:start + length]
-  total = tf.shape(inputs)[1]
-  tf.debugging.assert_greater_equal(total, length,
-                                    message=f"sequence too short to centre-crop to {length}")
-  start = (total - length) // 2
-  return inputs[:, start:start + length]
 
 
 class DilatedResidualStack(snt.Module):
@@ -138,7 +122,7 @@ class ProfileCountsHead(snt.Module):
           f"the profile head needs a feature stream of at least {self.min_stream_length()} "
           f"positions (output_length {self.output_length} + profile kernel "
           f"{self.profile_kernel_size} - 1), got {length}")
-    profile = center_crop(self.profile_conv(features), self.output_length)
+    profile = centre_crop(self.profile_conv(features), self.output_length)
     logcounts = self.counts_linear(tf.reduce_mean(features, axis=1))
     return {"profile": tf.squeeze(profile, axis=-1), "logcounts": logcounts}
 

@@ -23,6 +23,9 @@ import numpy as np
 import sonnet as snt
 import tensorflow as tf
 
+# The reference's `_pos_enc` (sin on even, cos on odd channels, float64 then rounded) is the
+# package's one sinusoidal encoding.
+from tf_seqmodels.blocks.absolute_positions import sinusoidal_position_encoding
 from tf_seqmodels.blocks.core import shape_list
 
 MASKED_LOGIT = -1e9
@@ -36,22 +39,6 @@ def torch_linear(output_size: int, input_size: int, with_bias: bool = True,
                     w_init=snt.initializers.RandomUniform(-bound, bound),
                     b_init=snt.initializers.RandomUniform(-bound, bound) if with_bias else None,
                     name=name)
-
-
-def sinusoidal_positions(length: int, dim: int) -> np.ndarray:
-  """The reference's `_pos_enc`: [length, dim], sin on even and cos on odd channels.
-
-  Channel pair (2i, 2i+1) has frequency exp(-ln(10000) * 2i / dim). Computed in float64 and
-  rounded once: the reference's float32 phases differ by up to ~3e-5 in the 100-bp
-  resolution's fastest channels, which moves its activations by ~4e-6 of their scale (the
-  fixture test's tolerance is 1e-4).
-  """
-  positions = np.arange(length, dtype=np.float64)[:, None]
-  frequencies = np.exp(-np.log(10000.0) * np.arange(0, dim, 2, dtype=np.float64) / dim)
-  table = np.zeros([length, dim], np.float64)
-  table[:, 0::2] = np.sin(positions * frequencies)
-  table[:, 1::2] = np.cos(positions * frequencies)[:, :dim // 2]
-  return table.astype(np.float32)
 
 
 def pair_mask(query_valid: tf.Tensor, key_valid: tf.Tensor) -> tf.Tensor:
@@ -199,7 +186,7 @@ class EmbeddingTransformer(snt.Module):
   def __call__(self, marks: tf.Tensor, valid: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     length = marks.shape[1]
     x = self.projection(marks)
-    x += tf.constant(sinusoidal_positions(length, self.channels), x.dtype)
+    x += tf.cast(sinusoidal_position_encoding(length, self.channels), x.dtype)
     mask = pair_mask(valid, valid)
     for layer in self.layers:
       x = layer(x, mask=mask)
@@ -243,7 +230,7 @@ class PairwiseInteractionTransformer(snt.Module):
                         axis=0)  # [B * I, 1, C]
     query_valid = tf.repeat(promoter_valid[:, centre:centre + 1], num_pcres, axis=0)
     keys = self.pcre_projection(tf.reshape(pcre_marks, [batch * num_pcres, length, marks]))
-    keys += tf.constant(sinusoidal_positions(length, self.channels), keys.dtype)
+    keys += tf.cast(sinusoidal_position_encoding(length, self.channels), keys.dtype)
     mask = pair_mask(query_valid, tf.reshape(pcre_valid, [batch * num_pcres, length]))
     x = queries
     outputs = []

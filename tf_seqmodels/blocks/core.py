@@ -92,6 +92,32 @@ class ConvBlock(snt.Module):
     return self.conv(self.activation(self.norm(inputs, is_training=is_training)))
 
 
+def centre_crop(inputs: tf.Tensor, length: int, axis: int = 1, context: str = "") -> tf.Tensor:
+  """The central `length` positions of `inputs` along `axis`, start offset (T - length) // 2
+  (the reference's; for even T - length, Keras' symmetric Cropping1D).
+
+  The one centre crop of the package: Enformer's target crop, BPNet's profile and residual
+  crops, ChromBPNet's bias-profile crop, the exported model's published-length input crop.
+  Static lengths are checked at trace time (ValueError), dynamic ones (either `length` or
+  the axis may be a tensor) by an assertion; `context` prefixes the message.
+  """
+  axis = axis % inputs.shape.rank
+  total = inputs.shape[axis]
+  if total is not None and isinstance(length, int):
+    if total < length:
+      raise ValueError(f"{context}cannot centre-crop {total} positions to {length}")
+    if total == length:
+      return inputs
+  else:
+    total = tf.shape(inputs)[axis]
+    tf.debugging.assert_greater_equal(
+        total, length, message=f"{context}sequence too short to centre-crop to {length}")
+  start = (total - length) // 2
+  index = [slice(None)] * inputs.shape.rank
+  index[axis] = slice(start, start + length)
+  return inputs[tuple(index)]
+
+
 class TargetLengthCrop1D(snt.Module):
   """Keeps the central `target_length` positions of [B, T, C] (no-op when None or T == target).
 
@@ -106,18 +132,8 @@ class TargetLengthCrop1D(snt.Module):
   def __call__(self, inputs: tf.Tensor) -> tf.Tensor:
     if self.target_length is None:
       return inputs
-    length = inputs.shape[-2]
-    if length is not None:
-      if length < self.target_length:
-        raise ValueError(f"cannot crop {length} positions to target length {self.target_length}")
-      trim = (length - self.target_length) // 2
-      return inputs[..., trim:trim + self.target_length, :]
-    length = tf.shape(inputs)[-2]
-    tf.debugging.assert_greater_equal(
-        length, self.target_length,
-        message=f"sequence too short for target length {self.target_length}")
-    trim = (length - self.target_length) // 2
-    return inputs[..., trim:trim + self.target_length, :]
+    return centre_crop(inputs, self.target_length, axis=-2,
+                       context=f"target length {self.target_length}: ")
 
 
 def exponential_linspace_int(start: int, end: int, num: int, divisible_by: int = 1) -> list[int]:

@@ -58,8 +58,8 @@ from tf_seqmodels.blocks.legnet import ConvBatchNormAct, LegNetCore
 from tf_seqmodels.blocks.recurrent import BidirectionalLSTM, LSTMWeights
 from tf_seqmodels.blocks.torch_compat import TorchBatchNorm
 from tf_seqmodels.convert.weights import register_reference_importer
-from tf_seqmodels.models.dream import (BHICore, DreamModel, MultiKernelConv, PrixFixeTrunk,
-                                       RegressionHead, SoftBinHead)
+from tf_seqmodels.blocks.prixfixe import BHICore, MultiKernelConv, RegressionHead, SoftBinHead
+from tf_seqmodels.models.dream import DreamModel, PrixFixeTrunk
 
 LAYOUTS = ("identity", "conv", "linear")
 

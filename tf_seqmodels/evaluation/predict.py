@@ -52,6 +52,7 @@ def predict_dataset(model, dataset: tf.data.Dataset, *, strategy=None,
     on_batch: called with (targets, outputs, offset of the batch's first example) as numpy.
   """
   from tqdm.auto import tqdm
+  from tf_seqmodels.analysis.inference import compiled_function, use_xla
   predict = predict or (lambda x: model(x, is_training=False))
   spec = dataset.element_spec
   if not (isinstance(spec, tuple) and len(spec) == 2 and isinstance(spec[1], dict)):
@@ -71,7 +72,8 @@ def predict_dataset(model, dataset: tf.data.Dataset, *, strategy=None,
 
     batches = tf_strategy.experimental_distribute_dataset(dataset)
   else:
-    step = tf.function(lambda inputs, targets: (predict(inputs), targets), reduce_retracing=True)
+    compiled = compiled_function(predict, use_xla(model))  # bucketed (analysis.inference)
+    step = lambda inputs, targets: (compiled(inputs), targets)  # noqa: E731
     batches = dataset
   cardinality = int(dataset.cardinality())
   total = cardinality if cardinality >= 0 else None

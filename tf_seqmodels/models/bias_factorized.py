@@ -33,6 +33,7 @@ import sonnet as snt
 import tensorflow as tf
 
 from tf_seqmodels.blocks.bpnet import ProfileCountsHead
+from tf_seqmodels.blocks.core import centre_crop
 from tf_seqmodels.config import Config, ConfigError
 from tf_seqmodels.data.encoding import SequenceError
 from tf_seqmodels.models.base import SequenceModel
@@ -199,20 +200,6 @@ class BiasFactorizedConfig(Config):
     get_entry(self.bias_model)
 
 
-def crop_profile(profile: tf.Tensor, length: int) -> tf.Tensor:
-  """Centre crop of [B, T] profile logits to [B, length] (offset (T - length) // 2)."""
-  total = profile.shape[-1]
-  if total is None or not isinstance(length, int):
-    total = tf.shape(profile)[-1]
-    tf.debugging.assert_greater_equal(
-        total, length, message="the bias profile must cover the model's output window")
-  elif total < length:
-    raise ValueError(f"the bias model's profile has {total} positions, fewer than the model's "
-                     f"{length}: it must cover the model's output window")
-  start = (total - length) // 2
-  return profile[:, start:start + length]
-
-
 @register_model("chrombpnet", BiasFactorizedConfig, "ChromBPNet: a trainable profile/counts "
                 "model plus a frozen bias model (logits added, counts log-sum-exp)",
                 demo_config=_demo_chrombpnet,
@@ -311,7 +298,9 @@ class BiasFactorizedModel(ProfileCountsOutputs):
     length = main[PROFILE_HEAD].shape[-1]
     if length is None:
       length = tf.shape(main[PROFILE_HEAD])[-1]
-    bias_profile = tf.stop_gradient(crop_profile(bias[PROFILE_HEAD], length))
+    bias_profile = tf.stop_gradient(centre_crop(
+        bias[PROFILE_HEAD], length, axis=-1,
+        context="the bias model's profile must cover the model's output window: "))
     bias_logcounts = tf.stop_gradient(bias[COUNTS_HEAD])
     profile = main[PROFILE_HEAD] + bias_profile
     logcounts = tf.reduce_logsumexp(tf.concat([main[COUNTS_HEAD], bias_logcounts], axis=-1),

@@ -20,6 +20,10 @@ Published combinations (yeast, 6 x 150; parameters first / core / final = total)
     dream_rnn   bhi + bhi + soft_bins         23,360 / 4,101,440 / 5,778 = 4,130,578
     dream_attn  autosome + proformer + soft   11,264 / 4,523,520 / 4,626 = 4,539,410
 
+The blocks live in tf_seqmodels.blocks: prixfixe (BHI convs, BHI core, both final blocks),
+legnet (Autosome stem and core), conformer (Proformer); this module holds their configs and
+the combinations.
+
 The reference is the Prix Fixe code (de-Boer-Lab/random-promoter-dream-challenge-2022,
 commit f7b2e19), not the paper prose; PyTorch numerics are reproduced exactly (BatchNorm
 momentum/eps/unbiased running variance, two LSTM biases, LayerNorm eps 1e-6, 4 attention
@@ -41,10 +45,8 @@ import sonnet as snt
 import tensorflow as tf
 
 from tf_seqmodels.blocks.conformer import Proformer
-from tf_seqmodels.blocks.legnet import (ConvBatchNormAct, LegNetCore, autosome_conv_init,
-                                        autosome_linear_init)
-from tf_seqmodels.blocks.recurrent import BidirectionalLSTM
-from tf_seqmodels.blocks.torch_compat import dropout, torch_uniform
+from tf_seqmodels.blocks.legnet import ConvBatchNormAct, LegNetCore
+from tf_seqmodels.blocks.prixfixe import BHICore, MultiKernelConv, RegressionHead, SoftBinHead
 from tf_seqmodels.config import Config, ConfigError
 from tf_seqmodels.models.base import SequenceModel
 from tf_seqmodels.models.registry import register_model
@@ -421,91 +423,6 @@ class DreamAttnConfig(DreamConfig):
     _require_blocks(self, "DREAM-Attn", AutosomeFirstConfig, ProformerCoreConfig)
 
 
-# === blocks ==================================================================================
-class MultiKernelConv(snt.Module):
-  """BHI conv block: for each kernel k, Conv1D(out / n, k, 'same', bias) -> ReLU -> Dropout;
-  outputs concatenated in kernel order. [B, L, C_in] -> [B, L, out_channels].
-
-  The BHI first block, and the conv stage of the BHI core. PyTorch default init.
-  """
-
-  def __init__(self, in_channels: int, out_channels: int, kernel_sizes=(9, 15),
-               dropout_rate: float = 0.2, name: Optional[str] = None):
-    super().__init__(name=name)
-    if out_channels % len(kernel_sizes):
-      raise ValueError(f"out_channels {out_channels} must be divisible by the number of kernels "
-                       f"{len(kernel_sizes)}")
-    each = out_channels // len(kernel_sizes)
-    self.dropout_rate = dropout_rate
-    self.convs = [
-        snt.Conv1D(each, k, padding="SAME", w_init=torch_uniform(in_channels * k),
-                   b_init=torch_uniform(in_channels * k), name=f"conv_{i}")
-        for i, k in enumerate(kernel_sizes)
-    ]
-
-  def __call__(self, inputs: tf.Tensor, is_training: bool) -> tf.Tensor:
-    return tf.concat([dropout(tf.nn.relu(conv(inputs)), self.dropout_rate, is_training)
-                      for conv in self.convs], axis=-1)
-
-
-class BHICore(snt.Module):
-  """Bi-LSTM -> MultiKernelConv -> Dropout. [B, L, C_in] -> [B, L, out_channels].
-
-  At C_in = 320 (DREAM-RNN) it has 4,101,440 parameters (LSTM 1,643,520).
-  """
-
-  def __init__(self, in_channels: int, config: BHICoreConfig, name: Optional[str] = None):
-    super().__init__(name=name)
-    self.dropout_rate = config.dropout_rate
-    self.lstm = BidirectionalLSTM(in_channels, config.lstm_hidden_size, name="lstm")
-    self.convs = MultiKernelConv(2 * config.lstm_hidden_size, config.out_channels,
-                                 config.kernel_sizes, config.conv_dropout_rate, name="convs")
-
-  def __call__(self, inputs: tf.Tensor, is_training: bool) -> tf.Tensor:
-    x = self.convs(self.lstm(inputs), is_training=is_training)
-    return dropout(x, self.dropout_rate, is_training)
-
-
-def soft_bin_expectation(bin_logits: tf.Tensor) -> tf.Tensor:
-  """sum_k softmax(bin_logits)_k * k, the expected bin: [B, K] -> [B]."""
-  bins = tf.range(bin_logits.shape[-1], dtype=bin_logits.dtype)
-  return tf.reduce_sum(tf.nn.softmax(bin_logits, axis=-1) * bins, axis=-1)
-
-
-class SoftBinHead(snt.Module):
-  """Autosome final block. [B, L, C] -> {"expression": [B], "bin_logits": [B, num_bins]}."""
-
-  def __init__(self, config: SoftBinHeadConfig, name: Optional[str] = None):
-    super().__init__(name=name)
-    self.num_bins = config.num_bins
-    self.mapper = snt.Conv1D(config.num_bins, 1, w_init=autosome_conv_init(1, config.num_bins),
-                             name="mapper")
-
-  def __call__(self, embedding: tf.Tensor) -> dict[str, tf.Tensor]:
-    logits = tf.reduce_mean(self.mapper(embedding), axis=1)  # mapper, then average-pool over L
-    return {"expression": soft_bin_expectation(logits), "bin_logits": logits}
-
-
-class RegressionHead(snt.Module):
-  """Benchmark final block: per task 1x1 conv -> mean over L -> Linear(1).
-
-  Shapes: [B, L, C] -> {task: [B] for each task name}.
-  """
-
-  def __init__(self, config: RegressionHeadConfig, name: Optional[str] = None):
-    super().__init__(name=name)
-    hidden = config.hidden_channels
-    self.task_names = tuple(config.task_names)
-    self.mappers = [snt.Conv1D(hidden, 1, w_init=autosome_conv_init(1, hidden),
-                               name=f"mapper_{task}") for task in self.task_names]
-    self.linears = [snt.Linear(1, w_init=autosome_linear_init(), name=f"linear_{task}")
-                    for task in self.task_names]
-
-  def __call__(self, embedding: tf.Tensor) -> dict[str, tf.Tensor]:
-    return {task: linear(tf.reduce_mean(mapper(embedding), axis=1))[:, 0]
-            for task, mapper, linear in zip(self.task_names, self.mappers, self.linears)}
-
-
 def build_first_block(config: FirstBlockConfig, in_channels: int,
                       name: str = "first") -> snt.Module:
   """The first block module of `config`: [B, L, in_channels] -> [B, L, config.out_channels]."""
@@ -526,7 +443,9 @@ def build_core_block(config: CoreBlockConfig, in_channels: int, sequence_length:
                       config.filters_per_group, config.se_reduction, bn_momentum=config.bn_momentum,
                       bn_eps=config.bn_eps, name=name)
   if isinstance(config, BHICoreConfig):
-    return BHICore(in_channels, config, name=name)
+    return BHICore(in_channels, config.lstm_hidden_size, config.out_channels,
+                   config.kernel_sizes, config.conv_dropout_rate, config.dropout_rate,
+                   name=name)
   if isinstance(config, ProformerCoreConfig):
     return Proformer(in_channels, sequence_length, config.num_layers, config.num_heads,
                      config.kernel_size, config.dropout_rate, config.ff_mult,
@@ -537,9 +456,9 @@ def build_core_block(config: CoreBlockConfig, in_channels: int, sequence_length:
 def build_final_block(config: FinalBlockConfig, name: str = "final") -> snt.Module:
   """The final block module of `config`: [B, L, C] -> {head: tensor}."""
   if isinstance(config, SoftBinHeadConfig):
-    return SoftBinHead(config, name=name)
+    return SoftBinHead(config.num_bins, name=name)
   if isinstance(config, RegressionHeadConfig):
-    return RegressionHead(config, name=name)
+    return RegressionHead(config.task_names, config.hidden_channels, name=name)
   raise ConfigError(f"unknown final block config {type(config).__name__}")
 
 
@@ -689,6 +608,13 @@ class DreamModel(SequenceModel):
     # Convs, the LSTM and the global pooling take any length; the Proformer's learned
     # position table fixes it.
     return not self.trunk.fixed_length
+
+  @property
+  def inference_xla(self) -> bool:
+    """Whether inference compiles with XLA (analysis.inference.use_xla): not with the LegNet
+    core, whose grouped convolutions (a depthwise workaround) XLA runs ~3x slower on a CPU
+    than graph mode; the BHI and Proformer cores gain or break even (bench/results)."""
+    return not isinstance(self.config.core, AutosomeCoreConfig)
 
   def trunk_stages(self, inputs: tf.Tensor,
                    is_training: bool) -> "collections.OrderedDict[str, tf.Tensor]":

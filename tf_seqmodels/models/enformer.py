@@ -13,6 +13,9 @@ final LayerNorm, centre crop to the target length, softplus heads.
       final          [B, target_length, 2C]  = embed(inputs)
       heads          {name: [B, target_length, tracks]}
 
+The blocks are in blocks/enformer.py (stem, conv tower, transformer stack, final pointwise,
+heads), blocks/attention.py and blocks/core.py; this module configures and composes them.
+
 At the defaults (L = 196,608, C = 1536, 11 layers, 8 heads) there are 251,221,292 trainable
 parameters, the embedding is [B, 896, 3072] and the heads are human 5,313 / mouse 1,643.
 """
@@ -24,15 +27,13 @@ import dataclasses
 import re
 from typing import Optional
 
-import sonnet as snt
 import tensorflow as tf
 
 from tf_seqmodels.blocks.attention import POSITIONAL_FUNCTIONS, num_positional_components
-from tf_seqmodels.blocks.core import (ConvBlock, Residual, TargetLengthCrop1D,
-                                      exponential_linspace_int, gelu_sigmoid)
-from tf_seqmodels.blocks.pooling import pooling_module
-from tf_seqmodels.blocks.transformer import TransformerBlock
 from tf_seqmodels.blocks.absolute_positions import sinusoidal_position_encoding
+from tf_seqmodels.blocks.core import TargetLengthCrop1D, exponential_linspace_int, shape_list
+from tf_seqmodels.blocks.enformer import (FinalPointwise, SoftplusHead, Stem, conv_tower,
+                                          transformer_stack)
 from tf_seqmodels.blocks.dilated import DilatedResidualBlock, dilation_rates
 from tf_seqmodels.config import Config, ConfigError
 from tf_seqmodels.data.encoding import SequenceError
@@ -165,62 +166,6 @@ def check_enformer_length(config: EnformerConfig, length: int) -> None:
         f"target_length {config.target_length}; use at least {config.target_length * config.bin_size} bp")
 
 
-class Stem(snt.Module):
-  """Conv1D(C/2, 15) -> Residual(ConvBlock(C/2, 1)) -> pool(2). [B, L, 4] -> [B, L/2, C/2]."""
-
-  def __init__(self, config: EnformerConfig, name: Optional[str] = None):
-    super().__init__(name=name)
-    width = config.channels // 2
-    self.conv = snt.Conv1D(width, config.stem_kernel_size, name="conv")
-    self.pointwise = Residual(ConvBlock(width, 1, bn_decay=config.bn_decay, name="pointwise"))
-    self.pool = pooling_module(config.pooling_type, 2, name="pool")
-
-  def __call__(self, inputs: tf.Tensor, is_training: bool) -> tf.Tensor:
-    return self.pool(self.pointwise(self.conv(inputs), is_training=is_training))
-
-
-class ConvTowerBlock(snt.Module):
-  """ConvBlock(f, 5) -> Residual(ConvBlock(f, 1)) -> pool(2). [B, L, C_in] -> [B, L/2, f]."""
-
-  def __init__(self, filters: int, kernel_size: int, pooling_type: str, bn_decay: float,
-               name: Optional[str] = None):
-    super().__init__(name=name)
-    self.conv = ConvBlock(filters, kernel_size, bn_decay=bn_decay, name="conv")
-    self.pointwise = Residual(ConvBlock(filters, 1, bn_decay=bn_decay, name="pointwise"))
-    self.pool = pooling_module(pooling_type, 2, name="pool")
-
-  def __call__(self, inputs: tf.Tensor, is_training: bool) -> tf.Tensor:
-    x = self.conv(inputs, is_training=is_training)
-    return self.pool(self.pointwise(x, is_training=is_training))
-
-
-class FinalPointwise(snt.Module):
-  """ConvBlock(2C, 1) -> Dropout -> GELU. [B, T, C] -> [B, T, 2C]."""
-
-  def __init__(self, channels: int, dropout_rate: float, bn_decay: float,
-               name: Optional[str] = None):
-    super().__init__(name=name)
-    self.conv = ConvBlock(channels, 1, bn_decay=bn_decay, name="conv")
-    self.dropout_rate = dropout_rate
-
-  def __call__(self, inputs: tf.Tensor, is_training: bool) -> tf.Tensor:
-    x = self.conv(inputs, is_training=is_training)
-    if is_training:
-      x = tf.nn.dropout(x, rate=self.dropout_rate)
-    return gelu_sigmoid(x)
-
-
-class SoftplusHead(snt.Module):
-  """Linear(tracks) -> softplus: non-negative track predictions. [B, T, D] -> [B, T, tracks]."""
-
-  def __init__(self, num_tracks: int, name: Optional[str] = None):
-    super().__init__(name=name)
-    self.linear = snt.Linear(num_tracks, name="linear")
-
-  def __call__(self, embedding: tf.Tensor) -> tf.Tensor:
-    return tf.nn.softplus(self.linear(embedding))
-
-
 def enformer_demo_config() -> EnformerConfig:
   """The published architecture at 384 channels / 2 layers on 16 kb: seconds on a CPU."""
   return EnformerConfig(channels=384, num_transformer_layers=2, sequence_length=16_384,
@@ -245,24 +190,19 @@ class Enformer(SequenceModel):
   def __init__(self, config: Optional[EnformerConfig] = None, name: Optional[str] = "enformer"):
     super().__init__(config or EnformerConfig(), name=name)
     cfg = self.config
-    self.stem = Stem(cfg, name="stem")
-    self.conv_tower = [
-        ConvTowerBlock(filters, cfg.conv_tower_kernel_size, cfg.pooling_type, cfg.bn_decay,
-                       name=f"conv_tower_block_{i}")
-        for i, filters in enumerate(cfg.conv_tower_filters)
-    ]
-    self.transformer = [
-        TransformerBlock(
-            cfg.channels, cfg.num_heads, key_size=cfg.key_size, dropout_rate=cfg.dropout_rate,
-            attention_dropout_rate=cfg.attention_dropout_rate,
-            positional_dropout_rate=cfg.positional_dropout_rate,
-            relative_position_functions=cfg.relative_position_functions,
-            relative_position_symmetric=cfg.relative_position_symmetric,
-            relative_positions=cfg.positional_encoding == "relative",
-            attention_window=cfg.attention_window,
-            name=f"transformer_block_{i}")
-        for i in range(cfg.num_transformer_layers if cfg.trunk == "transformer" else 0)
-    ]
+    self.stem = Stem(cfg.channels // 2, cfg.stem_kernel_size, cfg.pooling_type, cfg.bn_decay,
+                     name="stem")
+    self.conv_tower = conv_tower(cfg.conv_tower_filters, cfg.conv_tower_kernel_size,
+                                 cfg.pooling_type, cfg.bn_decay)
+    self.transformer = transformer_stack(
+        cfg.num_transformer_layers if cfg.trunk == "transformer" else 0, cfg.channels,
+        cfg.num_heads, key_size=cfg.key_size, dropout_rate=cfg.dropout_rate,
+        attention_dropout_rate=cfg.attention_dropout_rate,
+        positional_dropout_rate=cfg.positional_dropout_rate,
+        relative_position_functions=cfg.relative_position_functions,
+        relative_position_symmetric=cfg.relative_position_symmetric,
+        relative_positions=cfg.positional_encoding == "relative",
+        attention_window=cfg.attention_window)
     if cfg.trunk == "dilated":  # only then: the published model's variables stay unchanged
       self.dilated_trunk = [
           DilatedResidualBlock(cfg.channels, rate, dropout_rate=cfg.dropout_rate,
@@ -324,7 +264,7 @@ class Enformer(SequenceModel):
       x = block(x, is_training=is_training)
     stages["conv_tower"] = x
     if self.config.positional_encoding == "absolute" and self.transformer:
-      x += sinusoidal_position_encoding(tf.shape(x)[1], self.config.channels)
+      x += sinusoidal_position_encoding(shape_list(x)[1], self.config.channels)
     return x
 
   @property
