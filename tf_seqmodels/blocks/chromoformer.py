@@ -19,7 +19,6 @@ from __future__ import annotations
 import math
 from typing import Optional
 
-import numpy as np
 import sonnet as snt
 import tensorflow as tf
 
