@@ -122,13 +122,13 @@ def test_predict_dream_from_a_sequence_table_with_plasmid_padding(tmp_path):
 
 
 def test_predict_chromoformer_from_the_reference_layout(tmp_path, shared):
-  """Chromoformer genes from the reference's metadata.csv + per-region .npy arrays (read by
-  data.chromoformer), one row per gene."""
-  from tf_seqmodels.data.chromoformer import (ChromoformerDataConfig, ReferenceNpySource,
-                                              build_examples, read_reference_metadata)
+  """Chromoformer genes from the reference's metadata.csv + per-region .npy arrays (real H1
+  data of the reference fixture), one row per gene, through data.chromoformer's one
+  reference-layout path: probability = sigmoid(logit 1) as the reference's run_demo.py."""
+  from tf_seqmodels.data.chromoformer import predict_reference_layout
   from tf_seqmodels.models import build_model, get_entry
   data = shared("fixtures", "chromoformer", "data")
-  config = get_entry("chromoformer").demo_config()
+  config = get_entry("chromoformer").config_class()  # the reference's windows (40 kb, pCREs)
   model = build_model("chromoformer", config)
   model.ensure_built()
   ckpt = save_checkpoint(model, str(tmp_path / "ckpt"))
@@ -137,14 +137,13 @@ def test_predict_chromoformer_from_the_reference_layout(tmp_path, shared):
   assert cli.main(["predict", "--model", ckpt, "--config", str(tmp_path / "chromoformer.yaml"),
                    "--chromoformer-metadata", str(data / "meta.csv"), "--chromoformer-npy",
                    str(data / "npy"), "--output", str(out), "--quiet"]) == 0
-  data_config = ChromoformerDataConfig.from_model_config(config)
-  genes, pcres = read_reference_metadata(data / "meta.csv", data_config)
-  examples = build_examples(genes, pcres, ReferenceNpySource(data / "npy"), data_config,
-                            progress=False)
-  expected = model.predict_on_batch(examples.inputs)
+  rows = predict_reference_layout(model, data / "meta.csv", data / "npy", progress=False)
   lines = out.read_text().splitlines()
-  assert [line.split("\t")[0] for line in lines[1:]] == examples.gene_ids
+  assert lines[0].split("\t") == ["name", "probability", "probability_softmax", "logit_0",
+                                  "logit_1"]
+  assert [line.split("\t")[0] for line in lines[1:]] == [row["gene_id"] for row in rows]
   got = np.array([[float(v) for v in line.split("\t")[1:]] for line in lines[1:]])
-  head = next(iter(expected))
-  np.testing.assert_allclose(got, expected[head].numpy().reshape(len(got), -1), rtol=1e-4,
-                             atol=1e-5)
+  expected = np.array([[row[k] for k in ("probability", "probability_softmax", "logit_0",
+                                         "logit_1")] for row in rows])
+  np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+  assert np.all((got[:, 0] > 0) & (got[:, 0] < 1))

@@ -207,8 +207,7 @@ def write_predictions(path: str, outputs: dict, names, attrs: dict) -> None:
 
 def _predict_chromoformer(args, output: str) -> int:
   import numpy as np
-  from tf_seqmodels.data.chromoformer import (ChromoformerDataConfig, ReferenceNpySource,
-                                              build_examples, read_reference_metadata)
+  from tf_seqmodels.data.chromoformer import predict_reference_layout
   from tf_seqmodels.model_source import SAVED_MODEL, ModelSource, ModelSourceError, load_model
   if not args.chromoformer_npy:
     raise ValueError("--chromoformer-metadata needs --chromoformer-npy (the folder of .npy "
@@ -221,19 +220,16 @@ def _predict_chromoformer(args, output: str) -> int:
   if getattr(loaded.model, "takes_dna_sequence", True):
     raise ModelSourceError(f"--chromoformer-metadata needs a Chromoformer model; "
                            f"{loaded.name} reads DNA (use --fasta or --sequences)")
-  config = ChromoformerDataConfig.from_model_config(loaded.config)
-  genes, pcres = read_reference_metadata(args.chromoformer_metadata, config)
-  with ReferenceNpySource(args.chromoformer_npy) as signals:
-    examples = build_examples(genes, pcres, signals, config, progress=not args.quiet)
-  chunks: dict[str, list] = {}
-  for start in range(0, len(examples), args.batch_size):
-    batch = {k: v[start:start + args.batch_size] for k, v in examples.inputs.items()}
-    for head, value in loaded.model.predict_on_batch(batch).items():
-      chunks.setdefault(head, []).append(np.asarray(value))
-  outputs = {h: np.concatenate(v) for h, v in chunks.items()}
-  write_predictions(output, outputs, examples.gene_ids,
+  # The one reference-layout path (data.chromoformer): the reference's Dataset layout, and the
+  # probability its run_demo.py reports (sigmoid of logit 1), one row per gene in file order.
+  rows = predict_reference_layout(loaded.model, args.chromoformer_metadata,
+                                  args.chromoformer_npy, batch_size=args.batch_size,
+                                  progress=not args.quiet)
+  gene_ids = [row.pop("gene_id") for row in rows]
+  outputs = {column: np.array([row[column] for row in rows]) for column in rows[0]}
+  write_predictions(output, outputs, gene_ids,
                     {"model": loaded.name, "config": loaded.config.to_json()})
-  print(f"wrote predictions for {len(examples)} genes to {output}: "
+  print(f"wrote predictions for {len(gene_ids)} genes to {output}: "
         + ", ".join(f"{k} {v.shape}" for k, v in outputs.items()))
   return 0
 

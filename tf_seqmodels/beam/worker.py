@@ -40,7 +40,7 @@ SHIPPED_MODULES = ("tf_seqmodels.beam.worker", "tf_seqmodels.analysis.variants",
                    "tf_seqmodels.data.genome", "tf_seqmodels.data.encoding",
                    "tf_seqmodels.data.strands", "tf_seqmodels.data.vcf",
                    "tf_seqmodels.tasks.metrics", "tf_seqmodels.config",
-                   "tf_seqmodels.analysis.contributions")
+                   "tf_seqmodels.analysis.contributions", "tf_seqmodels.errors")
 
 
 def ship_by_value() -> None:
