@@ -13,7 +13,7 @@ writes (atomically: everything appears at once or not at all)
                                      TF-Hub "compressed" download format; a Kaggle Models upload)
       model-metadata.json            Kaggle Models model card (owner, slug, title, licence)
       model-instance-metadata.json   Kaggle Models TensorFlow2 variation (training data, usage)
-      export_report.json             parity check results
+      export_report.json             parity check results, the wrongly shaped inputs refused
 
 The loaded object (`m = hub.load(".../savedmodel")`):
 
@@ -24,19 +24,34 @@ The loaded object (`m = hub.load(".../savedmodel")`):
                                                       encoded as the model needs (encode_dna)
     m.model.predict_reverse_dna_on_batch(rc_acgt)     the same for a reverse-complemented copy
                                                       (strand flag set for models that have one)
-    m.signatures["serving_default"](x=x)              one named argument per input
+    m.signatures["serving_default"](x=x)              one named argument per input; also the
+                                                      attribute m.serving_default(x) (x: a dict
+                                                      for multi-input models), which Keras 3
+                                                      TFSMLayer(path, "serving_default") calls
+    m.signatures["predict_dna"](dna=one_hot_acgt)     DNA models (and predict_reverse_dna where
+                                                      the model has a strand flag): one-hot
+                                                      A, C, G, T whatever the model's encoding
     m(x, training=False)        -> {head: ...}        plus m.variables / m.trainable_variables /
                                                       m.regularization_losses: the Reusable
                                                       SavedModel API that hub.KerasLayer
                                                       (tf_keras) fine-tunes
     m.get_metadata()            -> JSON string (config, heads, tracks, version, training data,
-                                   position_axes, head_kinds, track_permutations)
+                                   position_axes, head_kinds, track_permutations, the channel
+                                   order of every input, accepted lengths, signatures, citation)
     m.metadata_asset / m.config_asset                 asset paths (valid after moving the folder)
 
 Batch is dynamic; the length is dynamic when the model allows it (`dynamic_length`), else
 fixed to `sequence_length`. A model whose `published_input_length` is set (Enformer: twice
 its training length, the published 393,216 bp) also accepts that length and centre-crops it
 to `sequence_length` in the graph, as the published TF-Hub Enformer does.
+
+Every exported function checks its inputs in the graph, because signatures (TF Serving,
+TFSMLayer, `signatures[...]`) run without checking their declared shapes: rank, channels and
+an accepted length (`accepted_lengths`: the fixed length, or Enformer's multiples of 128 bp
+with at least target_length bins), or for multi-input models every input's shape and one batch
+size. A wrong input fails with an InvalidArgumentError naming the model, the input, what it
+must be and what it was; each export calls its signatures with such inputs and fails unless
+they are refused.
 
 Parity check (built into the export, never skipped): the live model and the reloaded
 SavedModel predict the same seeded inputs (the contract's `example_inputs`: one-hot DNA for
@@ -696,9 +711,8 @@ def check_contract(model) -> None:
                       f"goes into the export's metadata)")
 
 
-def write_savedmodel(model, directory: str, config: HubExportConfig, inputs=None) -> dict:
-  """Saves `model` as a SavedModel at `directory` (not atomic: call inside a staging dir)
-  and checks its parity. Returns {"metadata": ..., "parity": ..., "inputs": the inputs used}."""
+def _parity_inputs(model, config: HubExportConfig, inputs):
+  """The parity inputs (given or the seeded example_inputs), checked against the model."""
   check_contract(model)
   model.ensure_built()
   if inputs is None:
@@ -709,6 +723,29 @@ def write_savedmodel(model, directory: str, config: HubExportConfig, inputs=None
     model.check_inputs(tensors)
   except (ValueError, TypeError, KeyError) as e:
     raise ExportError(f"parity inputs do not fit the model's input_spec(): {e}") from e
+  return inputs, tensors
+
+
+def verify_savedmodel(model, directory: str, config: HubExportConfig, inputs=None) -> dict:
+  """Checks an exported SavedModel of `model` (written by write_savedmodel, perhaps
+  elsewhere): it must be an export of the same config and pass the parity and refusal
+  checks. Returns write_savedmodel's dictionary, with the SavedModel's own metadata."""
+  inputs, _ = _parity_inputs(model, config, inputs)
+  metadata = read_metadata(directory)
+  if metadata.get("config") != model.config.to_dict():
+    raise ExportError(f"{directory} is an export of another configuration than this "
+                      f"{type(model).__name__}'s (its metadata's config differs)")
+  loaded = tf.saved_model.load(directory)
+  parity = check_savedmodel_parity(model, loaded, inputs, config.atol, config.rtol)
+  refusals = check_refusals(model, loaded, inputs)
+  return {"metadata": metadata, "parity": parity, "inputs": inputs, "refusals": refusals}
+
+
+def write_savedmodel(model, directory: str, config: HubExportConfig, inputs=None) -> dict:
+  """Saves `model` as a SavedModel at `directory` (not atomic: call inside a staging dir)
+  and checks its parity. Returns {"metadata": ..., "parity": ..., "inputs": the inputs used,
+  "refusals": the wrongly shaped inputs refused}."""
+  inputs, tensors = _parity_inputs(model, config, inputs)
   live = model(tensors, is_training=False)
   head_shapes = {k: list(v.shape[1:]) for k, v in live.items()}
   metadata = model_metadata(model, config, head_shapes)

@@ -57,7 +57,8 @@ from tqdm import tqdm
 
 from tf_seqmodels.export import kipoi_templates as templates
 from tf_seqmodels.export.hub import (ExportError, HubExportConfig, ParityError, check_contract,  # noqa: F401
-                        compare_outputs, example_inputs, to_tensors, write_savedmodel)
+                                     compare_outputs, example_inputs, to_tensors,
+                                     verify_savedmodel, write_savedmodel)
 from tf_seqmodels.export.staging import staged_directory
 from tf_seqmodels.config import Config, ConfigError, atomic_write_text
 from tf_seqmodels.data.encoding import one_hot_encode
@@ -367,7 +368,7 @@ def _live_predictions(model, inputs, dna: bool) -> dict:
 
 
 def export_kipoi(model, output_dir: str, config: Optional[KipoiExportConfig] = None,
-                 inputs: Optional[dict] = None) -> KipoiExport:
+                 inputs: Optional[dict] = None, savedmodel: Optional[str] = None) -> KipoiExport:
   """Writes the Kipoi model folder of `model` (see the module docstring); parity-checked.
 
   Args:
@@ -376,6 +377,9 @@ def export_kipoi(model, output_dir: str, config: Optional[KipoiExportConfig] = N
     config: export options.
     inputs: multi-input models only: example arrays {key: [N, ...]} for example_files
       (default: seeded random arrays of the specs' shapes).
+    savedmodel: the `savedmodel/` folder of an `export_hub` export of this model to copy
+      instead of tracing and saving the model again (it must record the same config; the
+      parity and refusal checks run on the copy).
 
   Raises:
     ParityError, ExportError, FileExistsError: as `export.hub.export_hub`; ExportError also
@@ -396,7 +400,12 @@ def export_kipoi(model, output_dir: str, config: Optional[KipoiExportConfig] = N
                   unit="step")
   with staged_directory(output_dir, config.overwrite) as staging:
     hub_config = config.hub.replace(parity_length=config.hub.parity_length or length)
-    written = write_savedmodel(model, os.path.join(staging, "savedmodel"), hub_config)
+    target = os.path.join(staging, "savedmodel")
+    if savedmodel is not None:
+      shutil.copytree(savedmodel, target)
+      written = verify_savedmodel(model, target, hub_config)
+    else:
+      written = write_savedmodel(model, target, hub_config)
     parity = dict(written["parity"])
     metadata = written["metadata"]
     progress.update()
