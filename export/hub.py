@@ -307,7 +307,7 @@ def sequence_guard(model, what: str, channel_names: list[str]):
   rule = accepted_lengths(model)
   label = model_label(model)
   channels = len(channel_names)
-  expects = f"{label}: {what} must be [batch, length, {channels}]"
+  expects = f"{label}: {what} must be [batch, length, {channels}]"  # no quotes: TF escapes them
 
   def guard(x):
     rank, shape = _padded_shape(x, 3)
@@ -338,14 +338,14 @@ def inputs_guard(model, spec: Mapping[str, tf.TensorSpec]):
       for axis, dim in enumerate(want[1:], 1):
         if dim is not None:
           ok = tf.logical_and(ok, tf.equal(shape[axis], dim))
-      checks.append(tf.debugging.Assert(ok, [f"{label}: input {key!r} must be [{dims}]; its "
+      checks.append(tf.debugging.Assert(ok, [f"{label}: input {key} must be [{dims}]; its "
                                              f"shape:", tf.shape(inputs[key])]))
       if first is None:
         first = (key, shape[0])
       else:
         checks.append(tf.debugging.Assert(tf.equal(shape[0], first[1]), [
-            f"{label}: inputs disagree on the batch size: {key!r} has", shape[0],
-            f"{first[0]!r} has", first[1]]))
+            f"{label}: inputs disagree on the batch size: {key} has", shape[0],
+            f"{first[0]} has", first[1]]))
     return _after(checks, dict(inputs))
 
   return guard
@@ -377,7 +377,7 @@ def build_serving_module(model, metadata_path: str, config_path: str) -> tf.trai
   spec = serving_spec(model)
   channels = input_channel_names(model)
   check = (inputs_guard(model, spec) if _is_multi_input(spec)
-           else sequence_guard(model, "input 'x'", channels["x"]))
+           else sequence_guard(model, "input x", channels["x"]))
   adapt = _input_adapter(model)
 
   def predict(inputs):
@@ -396,7 +396,7 @@ def build_serving_module(model, metadata_path: str, config_path: str) -> tf.trai
     # One-hot ACGT in, whatever the model's own encoding (channel order, strand flags):
     # what Kipoi's DNA dataloaders produce.
     encode = getattr(model, "encode_dna", None) or (lambda dna, is_reverse=False: dna)
-    check_dna = sequence_guard(model, "one-hot DNA 'dna'", channels["dna"])
+    check_dna = sequence_guard(model, "one-hot DNA input dna", channels["dna"])
     dna_spec = tf.TensorSpec([None, spec.shape[1], 4], tf.float32, name="dna")
     wrapper.predict_dna_on_batch = tf.function(lambda dna: predict(encode(check_dna(dna))),
                                                input_signature=[dna_spec])
@@ -686,7 +686,7 @@ def check_refusals(model, savedmodel, inputs) -> dict[str, str]:
     try:
       loaded.signatures[name](**{k: tf.constant(v) for k, v in kwargs.items()})
     except tf.errors.InvalidArgumentError as e:
-      line = next((line for line in e.message.splitlines() if "must be" in line),
+      line = next((line for line in e.message.splitlines() if "assertion failed" in line),
                   e.message.splitlines()[0])
       refused[case] = line[line.find("assertion failed"):].strip()
       continue
@@ -732,7 +732,7 @@ def verify_savedmodel(model, directory: str, config: HubExportConfig, inputs=Non
   checks. Returns write_savedmodel's dictionary, with the SavedModel's own metadata."""
   inputs, _ = _parity_inputs(model, config, inputs)
   metadata = read_metadata(directory)
-  if metadata.get("config") != model.config.to_dict():
+  if metadata.get("config") != json.loads(json.dumps(model.config.to_dict())):
     raise ExportError(f"{directory} is an export of another configuration than this "
                       f"{type(model).__name__}'s (its metadata's config differs)")
   loaded = tf.saved_model.load(directory)

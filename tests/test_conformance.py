@@ -101,8 +101,9 @@ def one_trainer_step(name, strategy=None):
   from tf_seqmodels.training.strategy import describe_strategy
   from tf_seqmodels.training.trainer import Trainer, TrainerConfig
   info = strategy or describe_strategy()
-  with info.strategy.scope():
+  with info.strategy.scope():  # variables are created lazily: build them here
     model = build_model(name, get_entry(name).demo_config())
+    model.ensure_built()
   inputs = model.example_inputs(BATCH, seed=3)
   outputs = model(tf.nest.map_structure(tf.constant, inputs), is_training=False)
   targets = task_targets(model, outputs, seed=4)
@@ -118,12 +119,12 @@ def one_trainer_step(name, strategy=None):
           "replicas": int(info.num_replicas), "strategy": type(info.strategy).__name__}
 
 
-def _replicator_worker(out):
+def _replicator_worker(out, names=()):
   from tf_seqmodels.training.strategy import make_strategy
   info = make_strategy("mirrored", cpu_devices=2)  # snt.distribute.Replicator
   from tf_seqmodels.models import available_models
   report = {}
-  for name in available_models():
+  for name in names or available_models():
     try:
       report[name] = one_trainer_step(name, info)
     except Exception as e:  # reported per model by the test
@@ -290,6 +291,6 @@ def test_export_hub_and_kipoi(case, tmp_path):
 
 if __name__ == "__main__":
   if sys.argv[1:2] == ["replicator"]:
-    _replicator_worker(sys.argv[2])
+    _replicator_worker(sys.argv[2], sys.argv[3:])
   else:
-    sys.exit(f"usage: {sys.argv[0]} replicator OUT.json")
+    sys.exit(f"usage: {sys.argv[0]} replicator OUT.json [MODEL ...]")

@@ -211,10 +211,10 @@ def test_signatures_refuse_bad_shapes_in_the_graph(families):
   # Signatures run without checking their declared [None, 512, 4]: 128 bp used to give an
   # empty profile and 1,024 bp a wrong one, without an error.
   for length in (128, 1024):
-    assert (f"chrombpnet: input 'x' must be [batch, length, 4] with length 512; its length:] "
+    assert (f"chrombpnet: input x must be [batch, length, 4] with length 512; its length:] "
             f"[{length}]") in _refused(serve, x=_dna(length))
   assert "with channels (A, C, G, T); its channels:] [5]" in _refused(serve, x=_dna(512, 5))
-  assert "one-hot DNA 'dna'" in _refused(chrombpnet.signatures["predict_dna"], dna=_dna(1024))
+  assert "one-hot DNA input dna must be" in _refused(chrombpnet.signatures["predict_dna"], dna=_dna(1024))
   assert read_metadata(results["chrombpnet"].savedmodel)["accepted_lengths"] == {"exactly": [512]}
 
   # Enformer keeps its dynamic length: multiples of 128 bp with at least target_length bins.
@@ -236,7 +236,7 @@ def test_signatures_refuse_bad_shapes_in_the_graph(families):
   chromoformer = tf.saved_model.load(results["chromoformer"].savedmodel)
   inputs = example_inputs(models["chromoformer"], 2)
   bad = {**inputs, "pcre_present": np.zeros([2, 3], np.float32)}
-  assert "input 'pcre_present' must be [batch, 2]; its shape:] [2 3]" in _refused(
+  assert "input pcre_present must be [batch, 2]; its shape:] [2 3]" in _refused(
       chromoformer.signatures["serving_default"], **bad)
   uneven = {**inputs, "interaction_freq": inputs["interaction_freq"][:1]}
   assert "inputs disagree on the batch size" in _refused(chromoformer.model.predict_on_batch,
