@@ -101,11 +101,12 @@ def one_trainer_step(name, strategy=None):
   from tf_seqmodels.training.strategy import describe_strategy
   from tf_seqmodels.training.trainer import Trainer, TrainerConfig
   info = strategy or describe_strategy()
-  with info.strategy.scope():  # variables are created lazily: build them here
+  with info.strategy.scope():
     model = build_model(name, get_entry(name).demo_config())
-    model.ensure_built()
-  inputs = model.example_inputs(BATCH, seed=3)
-  outputs = model(tf.nest.map_structure(tf.constant, inputs), is_training=False)
+    inputs = model.example_inputs(BATCH, seed=3)
+    # Variables are created lazily: by an eager call in the scope, as Trainer.build does
+    # (not by tracing, which cannot create replicated variables).
+    outputs = model(tf.nest.map_structure(tf.constant, inputs), is_training=False)
   targets = task_targets(model, outputs, seed=4)
   trainer = Trainer(model, derived_task(model), lambda: AdamW(1e-3), strategy=info,
                     config=TrainerConfig(epochs=1, steps_per_epoch=1, batch_size=BATCH,
