@@ -267,12 +267,14 @@ def _dataloader_yaml(model, metadata: dict, length: Optional[int]) -> dict:
 
 # --- Kipoi subprocesses ----------------------------------------------------------------------
 
-def run_kipoi(args: list[str], cwd: str, timeout_s: int) -> subprocess.CompletedProcess:
-  """`python -m kipoi ARGS` in `cwd` with a temporary HOME (Kipoi writes ~/.kipoi on import)."""
+def run_kipoi(args: list[str], cwd: str, timeout_s: int,
+              module: str = "kipoi") -> subprocess.CompletedProcess:
+  """`python -m MODULE ARGS` (Kipoi's CLI by default) in `cwd` with a temporary HOME (Kipoi
+  writes ~/.kipoi on import)."""
   with tempfile.TemporaryDirectory(prefix="kipoi-home-") as home:
     env = {**os.environ, "HOME": home, "TF_CPP_MIN_LOG_LEVEL": "2"}
     try:
-      done = subprocess.run([sys.executable, "-m", "kipoi", *args], cwd=cwd, env=env,
+      done = subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=env,
                             capture_output=True, text=True, timeout=timeout_s)
     except subprocess.TimeoutExpired as e:
       raise ExportError(f"`kipoi {' '.join(args)}` took longer than {timeout_s}s") from e
@@ -304,10 +306,22 @@ def _import_kipoi():
   return sys.modules["kipoi"]
 
 
+def _chunk_rows(folder: str) -> int:
+  """Rows per HDF5 chunk for Kipoi's writer: its default (10,000 rows) exceeds HDF5's 4 GB
+  chunk limit for large heads (Enformer's 896 bins x 5,313 tracks)."""
+  with open(os.path.join(folder, "model.yaml")) as f:
+    targets = yaml.safe_load(f)["schema"]["targets"]
+  largest = max(int(np.prod(yaml.safe_load(t["shape"].replace("(", "[").replace(",)", "]")
+                                           .replace(")", "]")) or [1]))
+                for t in targets.values())
+  return int(max(1, min(10_000, 2 ** 24 // max(1, largest))))  # <= 64 MB of float32
+
+
 def run_pipeline_in_process(folder: str, batch_size: int, output: str) -> None:
-  """What `kipoi test FOLDER --source dir -o OUTPUT` runs, in this process: Kipoi reads
-  model.yaml and dataloader.yaml, runs the folder's dataloader on its example files and the
-  folder's model, and writes inputs, predictions and metadata to OUTPUT."""
+  """What `kipoi test FOLDER --source dir -o OUTPUT` runs (Kipoi's pipeline.predict_example),
+  in this process, with HDF5 chunks that fit any head: Kipoi reads model.yaml and
+  dataloader.yaml, runs the folder's dataloader on its example files and the folder's model,
+  and writes inputs, predictions and metadata to OUTPUT."""
   kipoi = _import_kipoi()
   # Kipoi imports a folder's model.py / dataloader.py as modules "model" / "dataloader" and
   # may find them cached from another folder: forget them before and after.
@@ -315,7 +329,8 @@ def run_pipeline_in_process(folder: str, batch_size: int, output: str) -> None:
     sys.modules.pop(name, None)
   try:
     described = kipoi.get_model(os.path.abspath(folder), source="dir")
-    described.pipeline.predict_example(batch_size=batch_size, output_file=os.path.abspath(output))
+    described.pipeline.predict_example(batch_size=batch_size, output_file=os.path.abspath(output),
+                                       chunk_size=_chunk_rows(folder))
   except Exception as e:  # Kipoi raises whatever its steps raise; name the folder and step
     raise ExportError(f"the Kipoi pipeline on {folder} failed: {type(e).__name__}: {e}") from e
   finally:
@@ -431,8 +446,9 @@ def export_kipoi(model, output_dir: str, config: Optional[KipoiExportConfig] = N
     if config.in_process:
       run_pipeline_in_process(staging, config.batch_size, os.path.join(staging, EXPECT_FILE))
     else:
-      run_kipoi(["test", ".", "--source", "dir", "--batch_size", str(config.batch_size),
-                 "-o", EXPECT_FILE], staging, config.timeout_s)
+      # Kipoi's pipeline in a fresh process (`kipoi test -o`, with chunks that fit large heads).
+      run_kipoi(["pipeline", ".", EXPECT_FILE, "--batch-size", str(config.batch_size)], staging,
+                config.timeout_s, module="tf_seqmodels.export.kipoi")
     kipoi_inputs, kipoi_preds = _read_expect(os.path.join(staging, EXPECT_FILE))
     # ... whose inputs must be tf-seqmodels' own encoding and whose predictions the live model's.
     parity["kipoi_inputs"] = compare_outputs(
@@ -468,7 +484,15 @@ def main(argv: Optional[list[str]] = None) -> int:
                                "folder's SavedModel (kipoi test compares only the first head)")
   verify.add_argument("folder")
   verify.add_argument("--precision-decimal", type=int, help="default: model.yaml's test precision")
+  pipeline = commands.add_parser("pipeline", help="Kipoi's pipeline on the folder's example "
+                                 "files, written to OUTPUT (as `kipoi test -o OUTPUT`)")
+  pipeline.add_argument("folder")
+  pipeline.add_argument("output")
+  pipeline.add_argument("--batch-size", type=int, default=4)
   args = parser.parse_args(argv)
+  if args.command == "pipeline":
+    run_pipeline_in_process(args.folder, args.batch_size, args.output)
+    return 0
   try:
     diffs = verify_expect(args.folder, args.precision_decimal)
   except (ExportError, OSError, KeyError, yaml.YAMLError) as e:
