@@ -197,10 +197,11 @@ def _dna(length, channels=4, batch=1, seed=0):
   return np.eye(4, channels, dtype=np.float32)[rng.integers(0, 4, (batch, length))]
 
 
-def _refused(function, **kwargs):
+def _refused(function, *args, **kwargs):
   """The in-graph error message of a call that must fail."""
+  constant = lambda v: tf.nest.map_structure(tf.constant, v)  # noqa: E731
   with pytest.raises(tf.errors.InvalidArgumentError) as info:
-    function(**{k: tf.nest.map_structure(tf.constant, v) for k, v in kwargs.items()})
+    function(*map(constant, args), **{k: constant(v) for k, v in kwargs.items()})
   return info.value.message
 
 
@@ -223,7 +224,7 @@ def test_signatures_refuse_bad_shapes_in_the_graph(families):
   assert enformer.model.predict_on_batch(_dna(1024))["mouse"].shape == [1, 4, 3]
   for length in (700, 384):
     assert (f"with length a multiple of 128 and at least 512; its length:] [{length}]"
-            in _refused(enformer.model.predict_on_batch, x=_dna(length)))
+            in _refused(enformer.model.predict_on_batch, _dna(length)))
   assert read_metadata(results["enformer"].savedmodel)["accepted_lengths"] == {
       "exactly": [], "at_least": 512, "multiple_of": 128}
 
@@ -240,7 +241,7 @@ def test_signatures_refuse_bad_shapes_in_the_graph(families):
       chromoformer.signatures["serving_default"], **bad)
   uneven = {**inputs, "interaction_freq": inputs["interaction_freq"][:1]}
   assert "inputs disagree on the batch size" in _refused(chromoformer.model.predict_on_batch,
-                                                          inputs=uneven)
+                                                          uneven)
   # Every export tried such inputs itself and recorded the errors.
   for name, result in results.items():
     assert result.refusals and all("assertion failed" in m for m in result.refusals.values()), name
