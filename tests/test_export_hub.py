@@ -168,7 +168,7 @@ def test_export_every_family_and_reload_without_the_package(families):
   env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "TFHUB_CACHE_DIR": str(tmp_path / "hub_cache"),
          "PYTHONPATH": ""}
   done = subprocess.run([sys.executable, str(script), str(tmp_path / "cases.json")],
-                        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+                        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
   assert done.returncode == 0, done.stderr[-3000:]
   report = json.loads(done.stdout.split("REPORT", 1)[1])
   for name, r in report.items():
