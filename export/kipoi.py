@@ -330,7 +330,7 @@ def run_pipeline_in_process(folder: str, batch_size: int, output: str) -> None:
   try:
     described = kipoi.get_model(os.path.abspath(folder), source="dir")
     described.pipeline.predict_example(batch_size=batch_size, output_file=os.path.abspath(output),
-                                       chunk_size=_chunk_rows(folder))
+                                       hdf5_chunk_size=_chunk_rows(folder))
   except Exception as e:  # Kipoi raises whatever its steps raise; name the folder and step
     raise ExportError(f"the Kipoi pipeline on {folder} failed: {type(e).__name__}: {e}") from e
   finally:

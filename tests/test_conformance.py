@@ -104,9 +104,11 @@ def one_trainer_step(name, strategy=None):
   with info.strategy.scope():
     model = build_model(name, get_entry(name).demo_config())
     inputs = model.example_inputs(BATCH, seed=3)
-    # Variables are created lazily: by an eager call in the scope, as Trainer.build does
-    # (not by tracing, which cannot create replicated variables).
-    outputs = model(tf.nest.map_structure(tf.constant, inputs), is_training=False)
+    # Variables are created lazily: by an eager call in a replica (cross-replica BatchNorm
+    # runs only there; tracing cannot create replicated variables).
+    info.strategy.run(lambda x: model(x, is_training=False),
+                      args=(tf.nest.map_structure(tf.constant, inputs),))
+  outputs = model(tf.nest.map_structure(tf.constant, inputs), is_training=False)
   targets = task_targets(model, outputs, seed=4)
   trainer = Trainer(model, derived_task(model), lambda: AdamW(1e-3), strategy=info,
                     config=TrainerConfig(epochs=1, steps_per_epoch=1, batch_size=BATCH,
