@@ -49,7 +49,8 @@ class SavedModelModel(BaseModel):
 '''
 
 DNA_DATALOADER_PY = '''\
-"""FASTA + BED -> fixed-length one-hot ACGT windows centred on each interval."""
+"""FASTA + BED -> fixed-length one-hot ACGT windows centred on each interval ('-' strand:
+reverse-complemented, so the model reads the element 5' to 3' on its own strand)."""
 
 __NUMPY2_SHIM__
 from kipoi.data import Dataset
@@ -67,12 +68,23 @@ def read_bed(path):
     for number, line in enumerate(f, 1):
       if not line.strip() or line.startswith(("#", "track", "browser")):
         continue
-      fields = line.rstrip("\\n").split("\\t")
+      fields = line.rstrip("\\r\\n").split("\\t")
       if len(fields) < 3:
-        raise ValueError(f"{path}:{number}: a BED line needs chrom, start and end")
-      name = fields[3] if len(fields) > 3 else f"{fields[0]}:{fields[1]}-{fields[2]}"
-      strand = fields[5] if len(fields) > 5 and fields[5] in "+-" else "*"
-      rows.append((fields[0], int(fields[1]), int(fields[2]), name, strand))
+        raise ValueError(f"{path}:{number}: a BED line needs chrom, start and end "
+                         f"(tab-separated), got {line.strip()!r}")
+      try:
+        start, end = int(fields[1]), int(fields[2])
+      except ValueError:
+        raise ValueError(f"{path}:{number}: start and end must be integers, got "
+                         f"{fields[1]!r} and {fields[2]!r}") from None
+      if start < 0 or end <= start:
+        raise ValueError(f"{path}:{number}: interval {fields[0]}:{start}-{end} is negative, "
+                         f"empty or inverted")
+      strand = fields[5] if len(fields) > 5 else "."
+      if strand not in ("+", "-", "."):
+        raise ValueError(f"{path}:{number}: strand must be +, - or ., got {strand!r}")
+      name = fields[3] if len(fields) > 3 else f"{fields[0]}:{start}-{end}"
+      rows.append((fields[0], start, end, name, "*" if strand == "." else strand))
   return rows
 
 
@@ -87,7 +99,8 @@ def one_hot(sequence):
 
 class IntervalSequenceDataset(Dataset):
   """Each BED interval resized to SEQUENCE_LENGTH around its centre (as kipoiseq's
-  auto_resize_len); positions outside the chromosome are N (all-zero rows)."""
+  auto_resize_len); positions outside the chromosome are N (all-zero rows); '-' strand
+  intervals reverse-complemented (as kipoiseq's StringSeqIntervalDl)."""
 
   def __init__(self, intervals_file, fasta_file):
     import pyfaidx
@@ -107,7 +120,10 @@ class IntervalSequenceDataset(Dataset):
     size = len(self.fasta[chrom])
     sequence = self.fasta[chrom][max(0, start):min(size, end)]
     sequence = "N" * max(0, -start) + sequence + "N" * max(0, end - size)
-    return {"inputs": one_hot(sequence),
+    encoded = one_hot(sequence)
+    if strand == "-":
+      encoded = encoded[::-1, ::-1].copy()  # reverse complement: ACGT reversed is TGCA
+    return {"inputs": encoded,
             "metadata": {"ranges": GenomicRanges(chr=chrom, start=start, end=end, id=name,
                                                  strand=strand)}}
 '''

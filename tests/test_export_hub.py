@@ -77,6 +77,12 @@ CLEAN_LOADER = textwrap.dedent("""
         grads = tape.gradient(loss, layer.trainable_weights)
         r["keras_gradients"] = sum(g is not None and float(tf.reduce_sum(tf.abs(g))) > 0
                                    for g in grads)
+      if "tfsm" in case:
+        # Keras 3: the serving_default endpoint of a (multi-input) model as a layer.
+        import keras
+        layer = keras.layers.TFSMLayer(case["savedmodel"], call_endpoint="serving_default")
+        r["tfsm_diff"] = max(float(np.abs(np.asarray(v) - out[k]).max())
+                             for k, v in layer(inputs).items())
       report[name] = r
     print("REPORT" + json.dumps(report))
 """)
@@ -97,7 +103,10 @@ def results_long_checked(directory):
   return report["parity"]["published_length"]["human"] < 1e-5
 
 
-def test_export_every_family_and_reload_without_the_package(tmp_path):
+@pytest.fixture(scope="module")
+def families(tmp_path_factory):
+  """Every model family at toy size, exported once: (models, {name: HubExport}, folder)."""
+  tmp_path = tmp_path_factory.mktemp("families")
   models = {
       "enformer": build_model("enformer", TINY_ENFORMER),
       "dream_cnn": build_model("dream_cnn", get_entry("dream_cnn").demo_config()),
@@ -113,13 +122,21 @@ def test_export_every_family_and_reload_without_the_package(tmp_path):
   attention = enformer.attention_weights(tf.constant(example_inputs(enformer, 1))).numpy()
   assert attention.std(-1).mean() > 1e-3
   assert np.abs(enformer.transformer[0].attention.embedding_layer.w.numpy()).max() > 0
-  cases = {}
+  results = {}
   for name, model in models.items():
     config = HubExportConfig(model_name=name, training_data="toy weights (untrained)",
                              track_names={"human": [f"t{i}" for i in range(5)]}
                              if name == "enformer" else {},
                              tarball=name == "dream_cnn")
-    result = export_hub(model, str(tmp_path / name), config)
+    results[name] = export_hub(model, str(tmp_path / name), config)
+  return models, results, tmp_path
+
+
+def test_export_every_family_and_reload_without_the_package(families):
+  models, results, tmp_path = families
+  cases = {}
+  for name, model in models.items():
+    result = results[name]
     # Parity in-process: heads, embedding, the signature, Enformer's published length.
     assert max(result.parity["savedmodel"].values()) < 1e-5
     assert set(result.parity["savedmodel"]) == set(model.head_names)
@@ -143,13 +160,15 @@ def test_export_every_family_and_reload_without_the_package(tmp_path):
   np.save(long_path, np.concatenate([flank(512), x, flank(512)], axis=1))
   cases["enformer"]["long"] = str(long_path)
   cases["dream_cnn"]["tarball"] = str(tmp_path / "dream_cnn" / "model.tar.gz")
+  for name in ("chromoformer", "toy_multi"):
+    cases[name]["tfsm"] = True
   (tmp_path / "cases.json").write_text(json.dumps(cases))
   script = tmp_path / "clean_load.py"
   script.write_text(CLEAN_LOADER)
   env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "TFHUB_CACHE_DIR": str(tmp_path / "hub_cache"),
          "PYTHONPATH": ""}
   done = subprocess.run([sys.executable, str(script), str(tmp_path / "cases.json")],
-                        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+                        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
   assert done.returncode == 0, done.stderr[-3000:]
   report = json.loads(done.stdout.split("REPORT", 1)[1])
   for name, r in report.items():
@@ -166,10 +185,90 @@ def test_export_every_family_and_reload_without_the_package(tmp_path):
   assert report["enformer"]["metadata"]["track_names"]["human"][4] == "t4"
   assert report["toy_multi"]["metadata"]["input_spec"]["mask"]["shape"] == [None, 6]
   assert "interaction_freq" in report["chromoformer"]["metadata"]["input_spec"]
+  assert report["chromoformer"]["tfsm_diff"] < 1e-5 and report["toy_multi"]["tfsm_diff"] < 1e-5
   assert report["dream_cnn"]["tarball_diff"] < 1e-5
   assert report["dream_cnn"]["keras_diff"] < 1e-5
   assert report["dream_cnn"]["keras_trainable"] == len(models["dream_cnn"].trainable_variables)
   assert report["dream_cnn"]["keras_gradients"] >= 0.9 * report["dream_cnn"]["keras_trainable"]
+
+
+def _dna(length, channels=4, batch=1, seed=0):
+  rng = np.random.default_rng(seed)
+  return np.eye(4, channels, dtype=np.float32)[rng.integers(0, 4, (batch, length))]
+
+
+def _refused(function, *args, **kwargs):
+  """The in-graph error message of a call that must fail."""
+  constant = lambda v: tf.nest.map_structure(tf.constant, v)  # noqa: E731
+  with pytest.raises(tf.errors.InvalidArgumentError) as info:
+    function(*map(constant, args), **{k: constant(v) for k, v in kwargs.items()})
+  return info.value.message
+
+
+def test_signatures_refuse_bad_shapes_in_the_graph(families):
+  models, results, _ = families
+  chrombpnet = tf.saved_model.load(results["chrombpnet"].savedmodel)
+  serve = chrombpnet.signatures["serving_default"]
+  # Signatures run without checking their declared [None, 512, 4]: 128 bp used to give an
+  # empty profile and 1,024 bp a wrong one, without an error.
+  for length in (128, 1024):
+    assert (f"chrombpnet: input x must be [batch, length, 4] with length 512; its length:] "
+            f"[{length}]") in _refused(serve, x=_dna(length))
+  assert "with channels (A, C, G, T); its channels:] [5]" in _refused(serve, x=_dna(512, 5))
+  assert "one-hot DNA input dna must be" in _refused(chrombpnet.signatures["predict_dna"], dna=_dna(1024))
+  assert read_metadata(results["chrombpnet"].savedmodel)["accepted_lengths"] == {"exactly": [512]}
+
+  # Enformer keeps its dynamic length: multiples of 128 bp with at least target_length bins.
+  enformer = tf.saved_model.load(results["enformer"].savedmodel)
+  assert enformer.signatures["serving_default"](x=_dna(768))["human"].shape == [1, 4, 5]
+  assert enformer.model.predict_on_batch(_dna(1024))["mouse"].shape == [1, 4, 3]
+  for length in (700, 384):
+    assert (f"with length a multiple of 128 and at least 512; its length:] [{length}]"
+            in _refused(enformer.model.predict_on_batch, _dna(length)))
+  assert read_metadata(results["enformer"].savedmodel)["accepted_lengths"] == {
+      "exactly": [], "at_least": 512, "multiple_of": 128}
+
+  # DREAM's 6-channel encoding given plain ACGT.
+  dream = tf.saved_model.load(results["dream_cnn"].savedmodel)
+  assert "channels (A, G, C, T, is_reverse, channel_5); its channels:] [4]" in _refused(
+      dream.signatures["serving_default"], x=_dna(150))
+
+  # Multi-input: every input's shape, and one batch size.
+  chromoformer = tf.saved_model.load(results["chromoformer"].savedmodel)
+  inputs = example_inputs(models["chromoformer"], 2)
+  bad = {**inputs, "pcre_present": np.zeros([2, 3], np.float32)}
+  assert "input pcre_present must be [batch, 2]; its shape:] [2 3]" in _refused(
+      chromoformer.signatures["serving_default"], **bad)
+  uneven = {**inputs, "interaction_freq": inputs["interaction_freq"][:1]}
+  assert "inputs disagree on the batch size" in _refused(chromoformer.model.predict_on_batch,
+                                                          uneven)
+  # Every export tried such inputs itself and recorded the errors.
+  for name, result in results.items():
+    assert result.refusals and all("assertion failed" in m for m in result.refusals.values()), name
+
+
+def test_dream_takes_one_hot_acgt_and_names_its_channels(families):
+  models, results, _ = families
+  model = models["dream_cnn"]
+  meta = read_metadata(results["dream_cnn"].savedmodel)
+  assert meta["input_channels"] == {"x": ["A", "G", "C", "T", "is_reverse", "channel_5"],
+                                    "dna": ["A", "C", "G", "T"]}
+  assert meta["signatures"] == {"serving_default": ["x"], "predict_dna": ["dna"],
+                                "predict_reverse_dna": ["dna"]}
+  assert meta["citation"] == "https://doi.org/10.1038/s41587-024-02414-w"
+  loaded = tf.saved_model.load(results["dream_cnn"].savedmodel)
+  acgt = _dna(150, batch=3, seed=4)
+  for signature, is_reverse in (("predict_dna", False), ("predict_reverse_dna", True)):
+    want = model(model.encode_dna(tf.constant(acgt), is_reverse=is_reverse), is_training=False)
+    got = loaded.signatures[signature](dna=tf.constant(acgt))
+    for head in model.head_names:
+      np.testing.assert_allclose(got[head].numpy(), want[head].numpy(), atol=1e-5, rtol=1e-5)
+  # ACGT padded with two zero channels has the right shape but the wrong channel order (the
+  # model reads A, G, C, T): the reason for the predict_dna signature.
+  padded = np.concatenate([acgt, np.zeros([3, 150, 2], np.float32)], -1)
+  wrong = loaded.signatures["serving_default"](x=tf.constant(padded))["expression"].numpy()
+  right = loaded.signatures["predict_dna"](dna=tf.constant(acgt))["expression"].numpy()
+  assert np.abs(wrong - right).max() > 1e-3
 
 
 def test_parity_failure_is_loud_and_leaves_nothing(tmp_path):

@@ -10,15 +10,17 @@ import pytest
 import tensorflow as tf
 import yaml
 
-from tf_seqmodels.export.hub import ExportError, HubExportConfig
-from tf_seqmodels.export.kipoi import KipoiExportConfig, export_kipoi, run_kipoi
+from tf_seqmodels.export.hub import ExportError, HubExportConfig, ParityError
+from tf_seqmodels.export.kipoi import (KipoiExportConfig, export_kipoi, run_kipoi,
+                                       verify_expect)
 from export_toys import ToyMultiInput
 from tf_seqmodels.data.encoding import one_hot_encode
 from tf_seqmodels.models import build_model, get_entry
 
 
 def _windows(folder, length):
-  """Each example BED interval's centred window, read independently of the dataloader."""
+  """Each example BED interval's centred window ('-' strand: reverse-complemented), read
+  independently of the dataloader."""
   genome, name = {}, None
   for line in open(os.path.join(folder, "example_files", "genome.fa")):
     line = line.strip()
@@ -27,13 +29,18 @@ def _windows(folder, length):
       genome[name] = ""
     else:
       genome[name] += line
-  windows = []
+  windows, minus = [], []
   for line in open(os.path.join(folder, "example_files", "intervals.bed")):
-    chrom, start, end = line.split("\t")[:3]
+    chrom, start, end, _, _, strand = line.rstrip("\n").split("\t")
     begin = (int(start) + int(end)) // 2 - length // 2
     seq = genome[chrom]
-    windows.append("N" * max(0, -begin) + seq[max(0, begin):begin + length]
-                   + "N" * max(0, begin + length - len(seq)))
+    window = (seq[max(0, begin):begin + length]).join(
+        ["N" * max(0, -begin), "N" * max(0, begin + length - len(seq))])
+    if strand == "-":
+      window = window[::-1].translate(str.maketrans("ACGTN", "TGCAN"))
+    windows.append(window)
+    minus.append(strand == "-")
+  assert 0 < sum(minus) < len(minus)
   return one_hot_encode(windows)
 
 
@@ -49,8 +56,16 @@ def test_dna_model_kipoi_test_and_predict(tmp_path):
   assert spec["schema"]["inputs"]["shape"] == f"({model.sequence_length}, 4)"
   assert set(spec["schema"]["targets"]) == set(model.head_names)
   assert spec["info"]["trained_on"] == "none (random weights)"
+  assert spec["info"]["cite_as"] == "https://doi.org/10.1038/s41587-024-02414-w"
+  assert spec["schema"]["targets"]["bin_logits"]["column_labels"][17] == "bin_logits_17"
+  assert "column_labels" not in spec["schema"]["targets"]["expression"]  # one value each
+  assert set(result.parity["expect"]) == set(model.head_names)
 
-  # The documented commands, offline, from outside the folder.
+  # The documented commands (the README's kipoi predict names --source dir), offline, from
+  # outside the folder.
+  readme = open(os.path.join(os.path.dirname(__file__), "..", "README.md")).read()
+  predict_lines = [line for line in readme.splitlines() if "kipoi predict" in line]
+  assert predict_lines and all("--source dir" in line for line in predict_lines)
   run_kipoi(["test", folder, "--source", "dir", "-e",
              os.path.join(folder, "example_files", "expect.h5")], str(tmp_path), 600)
   out_h5, out_tsv = tmp_path / "preds.h5", tmp_path / "preds.tsv"
@@ -74,11 +89,23 @@ def test_dna_model_kipoi_test_and_predict(tmp_path):
                              rtol=1e-5, atol=1e-5)
   assert not [p for p in os.listdir(tmp_path) if p.startswith(".tmp-")]
 
+  # A corrupted second head of expect.h5 (`kipoi test` compares only the first head the model
+  # returns, so one of the two passes it): our per-head check names it.
+  expect = os.path.join(folder, "example_files", "expect.h5")
+  second = model.head_names[1]
+  with h5py.File(expect, "r+") as f:
+    f["preds"][second][...] = f["preds"][second][()] + 1.0
+  with pytest.raises(ParityError, match=f"{second} .max .diff. 1"):
+    verify_expect(folder)
+  from tf_seqmodels.export.kipoi import main
+  assert main(["verify", folder]) == 2
+
 
 def test_multi_input_model_array_dataloader(tmp_path):
   model = ToyMultiInput()
   folder = str(tmp_path / "Toy")
-  result = export_kipoi(model, folder, KipoiExportConfig(run_kipoi_test=False,
+  # The pipeline in this process (what `kipoi test -o` runs, without a second TensorFlow).
+  result = export_kipoi(model, folder, KipoiExportConfig(run_kipoi_test=False, in_process=True,
                                                          example_intervals=5))
   assert set(result.parity["kipoi"]) == {"score", "profile"}
   assert max(result.parity["kipoi"].values()) < 1e-5
@@ -87,6 +114,9 @@ def test_multi_input_model_array_dataloader(tmp_path):
   assert spec["schema"]["inputs"]["mask"]["shape"] == "(6,)"
   with h5py.File(os.path.join(folder, "example_files", "expect.h5")) as f:
     assert f["preds/score"].shape == (5, 2)
+  assert spec["schema"]["targets"]["score"]["column_labels"] == ["score_0", "score_1"]
+  assert "cite_as" not in spec["info"]  # a toy model cites nothing
+  assert set(result.parity["expect"]) == {"score", "profile"}
 
 
 def test_kipoi_failure_leaves_nothing(tmp_path, monkeypatch):
@@ -96,3 +126,33 @@ def test_kipoi_failure_leaves_nothing(tmp_path, monkeypatch):
   with pytest.raises(ExportError, match="kipoi test"):
     export_kipoi(ToyMultiInput(), str(tmp_path / "Toy"))
   assert os.listdir(tmp_path) == []
+
+
+def test_dataloader_reads_strands_and_refuses_bad_intervals(tmp_path):
+  """The exported DNA dataloader (run here without Kipoi's CLI): '-' intervals are the
+  reverse complement of the same '+' interval; bad BED lines name file and line."""
+  import importlib.util
+  from tf_seqmodels.export import kipoi_templates
+  from tf_seqmodels.export.kipoi import _import_kipoi
+  _import_kipoi()
+  source = tmp_path / "dataloader.py"
+  source.write_text(kipoi_templates.render(kipoi_templates.DNA_DATALOADER_PY,
+                                           sequence_length="8"))
+  spec = importlib.util.spec_from_file_location("strand_dataloader", source)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  (tmp_path / "g.fa").write_text(">c\nAACCGGTTACGT\n")
+  (tmp_path / "ok.bed").write_text("c\t2\t10\tf\t0\t+\nc\t2\t10\tr\t0\t-\nc\t2\t10\n")
+  data = module.IntervalSequenceDataset(str(tmp_path / "ok.bed"), str(tmp_path / "g.fa"))
+  forward, reverse, unstranded = (data[i]["inputs"] for i in range(3))
+  np.testing.assert_array_equal(forward, one_hot_encode(["CCGGTTAC"])[0])
+  np.testing.assert_array_equal(reverse, one_hot_encode(["GTAACCGG"])[0])
+  np.testing.assert_array_equal(unstranded, forward)
+  assert data[1]["metadata"]["ranges"]["strand"] == "-"
+  for line, message in (("c\t-1\t5\n", "negative, empty or inverted"),
+                        ("c\t6\t5\n", "negative, empty or inverted"),
+                        ("c\tx\t5\n", "must be integers"),
+                        ("c\t1\t5\tn\t0\t?\n", "strand must be")):
+    (tmp_path / "bad.bed").write_text("c\t2\t10\n" + line)
+    with pytest.raises(ValueError, match=f"bad.bed:2: .*{message}"):
+      module.read_bed(str(tmp_path / "bad.bed"))

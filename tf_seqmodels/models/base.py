@@ -38,6 +38,9 @@ class NoAttentionError(ValueError):
 class SequenceModel(snt.Module, abc.ABC):
   """Base class: a sequence-to-function model returning a dict of named heads."""
 
+  # The publication describing the architecture (a DOI URL): exports record it (Kipoi cite_as).
+  citation: Optional[str] = None
+
   def __init__(self, config: Config, name: Optional[str] = None):
     super().__init__(name=name)
     self.config = config
@@ -67,6 +70,17 @@ class SequenceModel(snt.Module, abc.ABC):
   def dynamic_length(self) -> bool:
     """Whether one module serves any valid input length (else only `sequence_length`)."""
     return False
+
+  @property
+  def min_length(self) -> int:
+    """Dynamic-length models: the shortest valid input (exported graphs check it)."""
+    return 1
+
+  @property
+  def length_multiple(self) -> int:
+    """Dynamic-length models: valid input lengths are multiples of this (Enformer: its
+    128-bp bins). `check_length` and the exported graphs' length checks read both."""
+    return 1
 
   @property
   def published_input_length(self) -> Optional[int]:
@@ -174,9 +188,14 @@ class SequenceModel(snt.Module, abc.ABC):
 
   def check_length(self, length: int) -> None:
     """Raises SequenceError if the model cannot process inputs of `length` positions."""
-    if not self.dynamic_length and self.sequence_length is not None and length != self.sequence_length:
-      raise SequenceError(f"{type(self).__name__} expects sequences of length {self.sequence_length}, "
-                          f"got {length}")
+    if not self.dynamic_length:
+      if self.sequence_length is not None and length != self.sequence_length:
+        raise SequenceError(f"{type(self).__name__} expects sequences of length "
+                            f"{self.sequence_length}, got {length}")
+      return
+    if length < self.min_length or length % self.length_multiple:
+      raise SequenceError(f"{type(self).__name__} takes inputs of at least {self.min_length} "
+                          f"positions, a multiple of {self.length_multiple}; got {length}")
 
   @abc.abstractmethod
   def embed(self, inputs: tf.Tensor, is_training: bool) -> tf.Tensor:

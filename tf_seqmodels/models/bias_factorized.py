@@ -26,6 +26,7 @@ reference's "scaled bias model").
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any, Callable, Iterable, Optional
 
 import numpy as np
@@ -102,6 +103,9 @@ class ProfileCountsModel(ProfileCountsOutputs):
       `snt.Module` called as `trunk(inputs, is_training)` returning [B, L', C].
   """
 
+  # The profile + log-counts head design is BPNet's (Avsec et al. 2021, Nat Genet).
+  citation = "https://doi.org/10.1038/s41588-021-00782-6"
+
   config: ProfileCountsConfig
 
   def __init__(self, config: Optional[ProfileCountsConfig] = None,
@@ -136,6 +140,15 @@ class ProfileCountsModel(ProfileCountsOutputs):
   @property
   def dynamic_length(self) -> bool:
     return isinstance(self.trunk, SequenceModel) and self.trunk.dynamic_length
+
+  # A dynamic-length trunk's length rule is the model's (base check_length reads these).
+  @property
+  def min_length(self) -> int:
+    return self.trunk.min_length if self.dynamic_length else 1
+
+  @property
+  def length_multiple(self) -> int:
+    return self.trunk.length_multiple if self.dynamic_length else 1
 
   @property
   def output_length(self) -> int:
@@ -218,6 +231,7 @@ class BiasFactorizedModel(ProfileCountsOutputs):
   """
 
   config: BiasFactorizedConfig
+  citation = "https://doi.org/10.1101/2024.12.25.630221"  # Pampari et al. 2024, bioRxiv
 
   def __init__(self, config: Optional[BiasFactorizedConfig] = None, *,
                model: Optional[SequenceModel] = None,
@@ -268,6 +282,14 @@ class BiasFactorizedModel(ProfileCountsOutputs):
   @property
   def dynamic_length(self) -> bool:
     return self.model.dynamic_length and self.bias_model.dynamic_length
+
+  @property
+  def min_length(self) -> int:
+    return max(self.model.min_length, self.bias_model.min_length)
+
+  @property
+  def length_multiple(self) -> int:
+    return math.lcm(self.model.length_multiple, self.bias_model.length_multiple)
 
   def check_length(self, length: int) -> None:
     self.model.check_length(length)

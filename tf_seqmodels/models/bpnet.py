@@ -138,6 +138,7 @@ class BPNet(ProfileCountsOutputs):
   """BPNet; heads {"profile": [B, output_length] logits, "logcounts": [B, 1]}."""
 
   config: BPNetConfig
+  citation = "https://doi.org/10.1038/s41588-021-00782-6"  # Avsec et al. 2021, Nat Genet
 
   def __init__(self, config: Optional[BPNetConfig] = None, name: Optional[str] = "bpnet"):
     super().__init__(config or self.default_config(), name=name)
@@ -180,6 +181,7 @@ class ChromBPNetBias(BPNet):
   """The bias model (a BPNet with `BiasBPNetConfig` defaults)."""
 
   config: BiasBPNetConfig
+  citation = "https://doi.org/10.1101/2024.12.25.630221"  # Pampari et al. 2024, bioRxiv
 
   def __init__(self, config: Optional[BiasBPNetConfig] = None,
                name: Optional[str] = "chrombpnet_bias"):

@@ -146,6 +146,8 @@ def demo_config() -> ChromoformerConfig:
 class Chromoformer(SequenceModel):
   """Chromoformer (see the module docstring for inputs and outputs)."""
 
+  citation = "https://doi.org/10.1038/s41467-022-34152-5"  # Lee, Yang, Kim 2022, Nat Commun
+
   def __init__(self, config: Optional[ChromoformerConfig] = None, name: Optional[str] = None):
     config = config or ChromoformerConfig()
     super().__init__(config, name=name)

@@ -585,6 +585,8 @@ class DreamModel(SequenceModel):
   regression final -> {task_name: [B] for each task}.
   """
 
+  citation = "https://doi.org/10.1038/s41587-024-02414-w"  # Rafi et al. 2024, Nat Biotech
+
   config: DreamConfig
 
   def __init__(self, config: Optional[DreamConfig] = None, name: Optional[str] = "dream"):

@@ -186,6 +186,7 @@ class Enformer(SequenceModel):
   """Enformer; see the module docstring for shapes."""
 
   config: EnformerConfig
+  citation = "https://doi.org/10.1038/s41592-021-01252-x"  # Avsec et al. 2021, Nat Methods
 
   def __init__(self, config: Optional[EnformerConfig] = None, name: Optional[str] = "enformer"):
     super().__init__(config or EnformerConfig(), name=name)
@@ -233,6 +234,14 @@ class Enformer(SequenceModel):
     # The published TF-Hub Enformer takes twice the training length (393,216 bp) and keeps
     # only the central 196,608 bp.
     return 2 * self.config.sequence_length
+
+  @property
+  def min_length(self) -> int:
+    return self.config.bin_size * (self.config.target_length or 1)
+
+  @property
+  def length_multiple(self) -> int:
+    return self.config.bin_size
 
   def check_length(self, length: int) -> None:
     check_enformer_length(self.config, length)
