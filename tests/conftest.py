@@ -4,6 +4,11 @@ import os
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Forward passes run in graph mode in the suite: XLA compiles each function once per input
+# shape (seconds each), and the suite exports every model several times. The XLA path itself
+# (the users' default) is tested against graph mode, and through an export, in
+# tests/test_compiled_inference.py, which switches it back on.
+os.environ.setdefault("TF_SEQMODELS_XLA", "0")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
