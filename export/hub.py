@@ -520,6 +520,7 @@ def model_metadata(model, config: HubExportConfig, head_shapes: Mapping[str, lis
       "track_permutations": {k: [int(i) for i in v] for k, v in config.track_permutations.items()},
       "position_axes": {h: position_axes.get(h) for h in model.head_names},
       "head_kinds": {h: head_kinds[h] for h in model.head_names if h in head_kinds},
+      "strand_averaged_prediction": bool(getattr(model, "strand_averaged_prediction", False)),
       "input_spec": _spec_json(serving_spec(model)),
       # Channel order of every input (DREAM: A, G, C, T, is_reverse, ...; "dna": the
       # predict_dna entry points' A, C, G, T) and the lengths the graph accepts.

@@ -42,7 +42,7 @@ def add_parser(subparsers) -> None:
   rc = p.add_mutually_exclusive_group()
   rc.add_argument("--reverse-complement", dest="reverse_complement", action="store_true",
                   default=None, help="average forward and reverse-complement predictions "
-                  "(default for DREAM models)")
+                  "(default for models published that way: DREAM)")
   rc.add_argument("--no-reverse-complement", dest="reverse_complement", action="store_false")
   p.add_argument("--targets", help="Basenji targets table: strand pairs for reverse-complement "
                  "averaging of a track head")
@@ -254,8 +254,8 @@ def run(args) -> int:
       raise ValueError(f"--plasmid: {model.name} has no fixed input length to pad to")
     seqs = pad_with_plasmid([s.upper() for s in seqs], load_plasmid(args.plasmid), length)
   rc = args.reverse_complement
-  if rc is None:
-    rc = model.name.startswith("dream")
+  if rc is None:  # the model's published convention (DREAM: both strands averaged)
+    rc = model.strand_averaged_prediction
   beam = beam_run(args)
   if beam:  # the same predictions from an Apache Beam pipeline over an exported SavedModel
     if not args.fasta or args.plasmid or rc:

@@ -59,6 +59,7 @@ class AnalysisModel:
       self.position_axes = dict(model.position_axes)
       self.head_kinds = dict(getattr(model, "head_kinds", None) or {})
       self.sequence_length = sequence_length or model.sequence_length
+      self.strand_averaged_prediction = bool(getattr(model, "strand_averaged_prediction", False))
       self._metadata_perms = {}
       self._has_metadata = True
       self._fixed_length = None
@@ -70,6 +71,7 @@ class AnalysisModel:
                                                                  name)
       self.position_axes = dict(metadata.get("position_axes") or {})
       self.head_kinds = dict(metadata.get("head_kinds") or {})
+      self.strand_averaged_prediction = bool(metadata.get("strand_averaged_prediction", False))
       self._metadata_perms = dict(metadata.get("track_permutations") or {})
       self._has_metadata = bool(metadata)
       # The signature's length is binding; a dynamic-length export takes the length it was

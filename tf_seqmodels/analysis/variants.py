@@ -653,22 +653,37 @@ def score_vcf(model: AnalysisModel, vcf: str, fasta: str, output: str,
   from tqdm import tqdm
   variants = list(read_vcf(vcf))
   genes = read_tss_bed(genes_bed) if genes_bed else None
-  writer_class = TSVScoreWriter if output.endswith((".tsv", ".txt")) else HDF5ScoreWriter
-  writer = writer_class(output, {"model": model.name, "config": config.to_json(), "vcf": vcf,
-                                 "fasta": fasta})
   skipped: list[Skipped] = []
-  try:
+
+  def batches() -> Iterator[ScoredBatch]:
     with Genome(fasta) as genome, tqdm(total=len(variants), desc="score-variants", unit="variant",
                                        disable=not progress) as bar:
       for batch in score_variants(model, variants, genome, config, runner=runner, genes=genes,
                                   skipped=skipped):
-        writer.write(batch)
+        yield batch
         # Variants read so far: the last one scored plus everything before it (skipped ones
         # included); in gene mode a variant may fill several rows.
         bar.update(variants.index(batch.variants[-1], max(bar.n - 1, 0)) + 1 - bar.n)
       bar.update(len(variants) - bar.n)
+
+  return write_scores(output, {"model": model.name, "config": config.to_json(), "vcf": vcf,
+                               "fasta": fasta}, batches(), skipped, vcf=vcf,
+                      pca_components=pca_components)
+
+
+def write_scores(output: str, attrs: Mapping[str, Any], batches: Iterable[ScoredBatch],
+                 skipped: Sequence[Skipped], *, vcf: str, pca_components: int = 0
+                 ) -> dict[str, Any]:
+  """Writes scored batches to `output` (.h5/.hdf5 or .tsv, atomically) and the skipped list
+  beside it; `skipped` is complete once `batches` is exhausted. Shared by the single-process
+  scorer and its Beam pipeline, so both write, refuse and summarise the same way."""
+  writer_class = TSVScoreWriter if output.endswith((".tsv", ".txt")) else HDF5ScoreWriter
+  writer = writer_class(output, attrs)
+  try:
+    for batch in batches:
+      writer.write(batch)
     if not writer.count:  # nothing to write: no output, and the reason, not an empty file
-      raise VariantInputError(f"no variant of {vcf} was scored: all {len(variants)} were skipped: "
+      raise VariantInputError(f"no variant of {vcf} was scored: all {len(skipped)} were skipped: "
                               f"{summarise_skipped(skipped)}")
     if pca_components:
       writer.add_pca(pca_components)

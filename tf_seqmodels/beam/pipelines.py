@@ -150,9 +150,8 @@ def score_vcf_beam(model, vcf: str, fasta: str, output: str, config, *, run: Bea
   import apache_beam as beam
   from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
   from tf_seqmodels.analysis.inference import BatchRunner
-  from tf_seqmodels.analysis.variants import (HDF5ScoreWriter, ScoredBatch, Skipped, TSVScoreWriter,
-                                              VariantInputError, read_tss_bed, scored_heads,
-                                              summarise_skipped, write_skipped)
+  from tf_seqmodels.analysis.variants import (ScoredBatch, Skipped, read_tss_bed, scored_heads,
+                                              write_scores)
   from tf_seqmodels.beam import worker
   from tf_seqmodels.data.genome import Genome
   from tf_seqmodels.data.vcf import Variant, read_vcf
@@ -162,8 +161,7 @@ def score_vcf_beam(model, vcf: str, fasta: str, output: str, config, *, run: Bea
     raise ValueError("the model has no fixed input length: set sequence_length")
   model.check_length(length)
   genes = read_tss_bed(genes_bed) if genes_bed else None
-  writer_class = TSVScoreWriter if output.endswith((".tsv", ".txt")) else HDF5ScoreWriter
-  if pca_components and writer_class is TSVScoreWriter:
+  if pca_components and output.endswith((".tsv", ".txt")):  # before the job, not after it
     raise ValueError("the PCA summary is written to HDF5 outputs only (use a .h5 output)")
   with Genome(fasta):  # checks (and indexes) the FASTA once, before any worker opens it
     pass
@@ -194,29 +192,17 @@ def score_vcf_beam(model, vcf: str, fasta: str, output: str, config, *, run: Bea
       _ = windows.skipped | "write skipped" >> beam.ParDo(worker.WriteShards(shards, "skipped"))
     skipped = [Skipped(Variant(*fields), reason)
                for _, fields, reason in merged_rows(work, "skipped")]
-    writer = writer_class(output, {"model": model.name, "config": config.to_json(), "vcf": vcf,
-                                   "fasta": fasta})
-    try:
-      for rows in _batches(merged_rows(work, "scores"), config.batch_size):
-        writer.write(ScoredBatch(
-            [Variant(*row[1]) for row in rows], [row[2] for row in rows], [row[3] for row in rows],
-            {h: np.concatenate([row[4][h] for row in rows]) for h in heads},
-            {h: np.concatenate([row[5][h] for row in rows]) for h in heads},
-            {h: {s: np.concatenate([row[6][h][s] for row in rows]) for s in stats}
-             for h, stats in heads.items()}))
-      if not writer.count:  # as the single-process scorer: the reason, not an empty file
-        raise VariantInputError(f"no variant of {vcf} was scored: all {len(skipped)} were "
-                                f"skipped: {summarise_skipped(skipped)}")
-      if pca_components:
-        writer.add_pca(pca_components)
-    except BaseException:
-      writer.abort()
-      raise
-    writer.close()
-  skipped_file = write_skipped(output, skipped)
-  return {"scored": writer.count, "skipped": len(skipped), "output": output,
-          "skipped_file": skipped_file, "skipped_reasons": [s.reason for s in skipped],
-          "skipped_summary": summarise_skipped(skipped)}
+    rows = _batches(merged_rows(work, "scores"), config.batch_size)
+    batches = (ScoredBatch(
+        [Variant(*row[1]) for row in batch], [row[2] for row in batch],
+        [row[3] for row in batch],
+        {h: np.concatenate([row[4][h] for row in batch]) for h in heads},
+        {h: np.concatenate([row[5][h] for row in batch]) for h in heads},
+        {h: {s: np.concatenate([row[6][h][s] for row in batch]) for s in stats}
+         for h, stats in heads.items()}) for batch in rows)
+    return write_scores(output, {"model": model.name, "config": config.to_json(), "vcf": vcf,
+                                 "fasta": fasta}, batches, skipped, vcf=vcf,
+                        pca_components=pca_components)
 
 
 # --- predict -------------------------------------------------------------------------------------

@@ -29,7 +29,8 @@ import numpy as np
 
 from tf_seqmodels.config import Config, ConfigError, atomic_write_text
 from tf_seqmodels.data.intervals import Fold, Regions, write_narrowpeak
-from tf_seqmodels.data.synthetic import _background, _sample_instance, _write_fasta, load_motifs
+from tf_seqmodels.data.synthetic import (background_indices, load_motifs, sample_motif_instance,
+                                         write_fasta_indices)
 
 PathLike = Union[str, os.PathLike]
 # Log-multipliers of the enzyme preference at offsets -3..3 from the insertion centre:
@@ -115,7 +116,7 @@ def simulate_atac(out_dir: PathLike, config: Optional[SimulationConfig] = None,
   x = np.arange(config.chromosome_length)
   for number, chrom in enumerate(config.chromosomes):
     rng = np.random.default_rng([config.seed, number])
-    indices = _background(config.chromosome_length, rng)
+    indices = background_indices(config.chromosome_length, rng)
     grid = np.arange(config.peak_spacing, config.chromosome_length - config.peak_spacing,
                      config.peak_spacing)
     centres = grid + rng.integers(-config.peak_spacing // 10, config.peak_spacing // 10 + 1,
@@ -125,7 +126,7 @@ def simulate_atac(out_dir: PathLike, config: Optional[SimulationConfig] = None,
       for offset in (0, -45, 45)[:int(rng.integers(1, 4))]:
         site = int(c + offset)
         start = site - motif.length // 2
-        indices[start:start + motif.length] = _sample_instance(motif, rng, int(rng.choice([1, -1])))
+        indices[start:start + motif.length] = sample_motif_instance(motif, rng, int(rng.choice([1, -1])))
         lo, hi = site - 4 * int(config.bump_width), site + 4 * int(config.bump_width)
         rate[lo:hi] += config.peak_rate * np.exp(-0.5 * ((x[lo:hi] - site) / config.bump_width)**2)
       peak_rows.append((chrom, int(c) - 150, int(c) + 150))
@@ -144,7 +145,7 @@ def simulate_atac(out_dir: PathLike, config: Optional[SimulationConfig] = None,
     pairs = pairs[np.argsort(pairs[:, 0], kind="stable")]
     sequences[chrom] = indices
     fragments.append((chrom, pairs))
-  _write_fasta(os.path.join(root, "genome.fa"), sequences)
+  write_fasta_indices(os.path.join(root, "genome.fa"), sequences)
   pyfaidx.Fasta(os.path.join(root, "genome.fa"), rebuild=True).close()
   with gzip.open(os.path.join(root, "fragments.tsv.gz.tmp"), "wt") as f:
     f.write("# simulated 10x-style fragments: start/end = insertion centres\n")

@@ -409,7 +409,7 @@ class GroundTruth:
 
 # --- generation --------------------------------------------------------------------------------
 
-def _sample_instance(motif: Motif, rng: np.random.Generator, strand: int) -> np.ndarray:
+def sample_motif_instance(motif: Motif, rng: np.random.Generator, strand: int) -> np.ndarray:
   # Sharpened probabilities (p^2): planted sites are mostly strong, with natural variation.
   probs = motif.probs ** 2
   probs /= probs.sum(1, keepdims=True)
@@ -434,7 +434,7 @@ class _Planter:
     end = start + motif.length
     if start < 0 or end > len(self.indices) or self.used[start:end].any():
       return False
-    self.indices[start:end] = _sample_instance(motif, self.rng, strand)
+    self.indices[start:end] = sample_motif_instance(motif, self.rng, strand)
     self.used[start:end] = True
     self.records.append((self.chrom, start, end, name, role, "+" if strand > 0 else "-"))
     return True
@@ -448,7 +448,7 @@ class _Planter:
     return False
 
 
-def _background(length: int, rng: np.random.Generator) -> np.ndarray:
+def background_indices(length: int, rng: np.random.Generator) -> np.ndarray:
   """Random bases with GC content varying in 5-kb blocks (isochore-like), int8 [length]."""
   blocks = -(-length // 5000)
   gc = np.clip(rng.normal(0.41, 0.04, blocks), 0.3, 0.55).repeat(5000)[:length]
@@ -476,7 +476,7 @@ def _enhancer(planter: _Planter, centre: int, rng: np.random.Generator,
 def _build_chromosome(chrom: str, config: SyntheticConfig, motifs: dict[str, Motif],
                       rng: np.random.Generator):
   length = config.chromosome_length
-  indices = _background(length, rng)
+  indices = background_indices(length, rng)
   indices[:config.telomere_n] = 4
   indices[length - config.telomere_n:] = 4
   gap = int(rng.integers(length // 4, 3 * length // 4))
@@ -557,7 +557,7 @@ def _write_bigwig(path: str, chrom_sizes: dict[str, int], tracks: dict[str, np.n
   os.replace(tmp, path)
 
 
-def _write_fasta(path: str, sequences: dict[str, np.ndarray], width: int = 80) -> None:
+def write_fasta_indices(path: str, sequences: dict[str, np.ndarray], width: int = 80) -> None:
   letters = np.frombuffer(b"ACGTN", np.uint8)
   parts = []
   for chrom, indices in sequences.items():
@@ -576,7 +576,7 @@ def _dream_rows(config: SyntheticConfig, truth: GroundTruth, rng: np.random.Gene
     table[b] = i
   sequences, promoters = [], []
   for _ in range(config.dream_sequences):
-    insert = _background(80, rng)
+    insert = background_indices(80, rng)
     planter = _Planter(insert, "dream", motifs, rng)
     if rng.random() < 0.6:
       planter.plant_near("TBP", 55, 15, 1, "promoter")
@@ -688,7 +688,7 @@ def generate_synthetic_dataset(out_dir: PathLike, config: Optional[SyntheticConf
     nonpeaks += _sample_nonpeaks(chrom, rates[chrom][:, 0], indices, bg, len(chrom_peaks), rng)
 
   sizes = {c: config.chromosome_length for c in chroms}
-  _write_fasta(data.fasta, sequences)
+  write_fasta_indices(data.fasta, sequences)
   atomic_write_text(data.chrom_sizes, "".join(f"{c}\t{s}\n" for c, s in sizes.items()))
   for i, name in enumerate(TRACKS):
     _write_bigwig(data.path("tracks", f"{name}.bw"), sizes, {c: counts[c][:, i] for c in chroms})

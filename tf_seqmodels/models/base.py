@@ -40,6 +40,9 @@ class SequenceModel(snt.Module, abc.ABC):
 
   # The publication describing the architecture (a DOI URL): exports record it (Kipoi cite_as).
   citation: Optional[str] = None
+  # Whether the published model's predictions average the forward and reverse-complement
+  # strands (DREAM's test-time convention): `predict` does so by default, exports record it.
+  strand_averaged_prediction: bool = False
 
   def __init__(self, config: Config, name: Optional[str] = None):
     super().__init__(name=name)

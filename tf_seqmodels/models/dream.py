@@ -586,6 +586,7 @@ class DreamModel(SequenceModel):
   """
 
   citation = "https://doi.org/10.1038/s41587-024-02414-w"  # Rafi et al. 2024, Nat Biotech
+  strand_averaged_prediction = True  # the challenge's scores average both strands
 
   config: DreamConfig
 
