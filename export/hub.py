@@ -667,7 +667,7 @@ def bad_inputs(model, inputs) -> dict[str, tuple[str, dict]]:
              ("serving_default", {**arrays, key: wrong})}
     if other is not None:
       doubled = np.concatenate([arrays[other]] * 2)
-      cases[f"inputs of batch sizes 1 and 2"] = ("serving_default", {**arrays, other: doubled})
+      cases["inputs of batch sizes 1 and 2"] = ("serving_default", {**arrays, other: doubled})
     return cases
   rule = accepted_lengths(model)
   channels = int(spec.shape[-1])
@@ -823,9 +823,8 @@ def export_hub(model, output_dir: str, config: Optional[HubExportConfig] = None,
     written = write_savedmodel(model, savedmodel, config, inputs)
     progress.update()
     metadata = written["metadata"]
-    tarball = None
     if config.tarball:
-      tarball = make_tarball(savedmodel, os.path.join(staging, TARBALL_NAME))
+      make_tarball(savedmodel, os.path.join(staging, TARBALL_NAME))
       progress.update()
     model_card, instance = _kaggle_metadata(metadata, config)
     atomic_write_text(os.path.join(staging, "model-metadata.json"),

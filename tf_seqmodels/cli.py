@@ -60,7 +60,6 @@ def _plot_demo_tracks(path: str, title: str, names, coords, predicted, observed,
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
-  import numpy as np
   fig, axes = plt.subplots(len(names), 1, figsize=(10, 1.6 * len(names)), sharex=True,
                            squeeze=False)
   for k, name in enumerate(names):
@@ -189,7 +188,7 @@ def cmd_demo(args) -> int:
   _plot_demo_tracks(png, f"{region.chrom[0]}:{t_start:,}-{t_end:,} (test chromosome): Enformer "
                     f"predictions vs observed counts",
                     splits.info["tracks"], coords, predicted[best], test.targets[best], truth[best])
-  checkpoint = save_checkpoint(model, os.path.join(out, "checkpoint"))
+  save_checkpoint(model, os.path.join(out, "checkpoint"))
 
   # 6. Predict from FASTA with the trained weights, as a user would (`tf-seqmodels predict`).
   fasta = os.path.join(out, "test_windows.fa")

@@ -76,7 +76,7 @@ def run(args) -> int:
       print(f"{name:16s} {get_evaluator(name).description}")
     return 0
   from tf_seqmodels.evaluation.run import evaluate_run
-  from tf_seqmodels.training.run_config import DataSection, TrainConfig
+  from tf_seqmodels.training.run_config import DataSection
   config, weights = _config_and_weights(args)
   if args.data:
     config = config.replace(data=DataSection.load(args.data))

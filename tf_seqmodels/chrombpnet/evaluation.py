@@ -17,7 +17,7 @@ import tensorflow as tf
 
 from tf_seqmodels.data.chrombpnet import RegionSet, filter_edge_regions, load_windows
 from tf_seqmodels.data.genome import BigWigSignal, Genome
-from tf_seqmodels.data.intervals import Fold, Regions, read_narrowpeak
+from tf_seqmodels.data.intervals import Fold, read_narrowpeak
 from tf_seqmodels.models.bpnet import COUNTS_HEAD, PROFILE_HEAD
 from tf_seqmodels.tasks.chrombpnet import (SUBSETS, CountsMetric, ProfileJSDMetric, profile_jsd,
                                            softmax_np)

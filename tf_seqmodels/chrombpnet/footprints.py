@@ -22,7 +22,6 @@ from typing import Mapping, Optional
 import numpy as np
 import tensorflow as tf
 
-from tf_seqmodels.data.encoding import reverse_complement_indices  # noqa: F401
 from tf_seqmodels.models.bpnet import COUNTS_HEAD, PROFILE_HEAD
 
 CORRECTED_MAX_RATIO = 3.0  # the reference's 0.003 at 1000 bp

@@ -112,7 +112,7 @@ def simulate_atac(out_dir: PathLike, config: Optional[SimulationConfig] = None,
   root = os.path.abspath(os.fspath(out_dir))
   os.makedirs(root, exist_ok=True)
   motif = {m.name: m for m in load_motifs()}[config.tf_motif]
-  sequences, peak_rows, fragments, tags = {}, [], [], []
+  sequences, peak_rows, fragments = {}, [], []
   x = np.arange(config.chromosome_length)
   for number, chrom in enumerate(config.chromosomes):
     rng = np.random.default_rng([config.seed, number])
