@@ -306,7 +306,7 @@ CASES = [
     ("contributions-fasta-directory", lambda w: ["contributions", "--model", w["run"], "--fasta",
                                                  w["fake_saved"], "--regions", w["regions.bed"],
                                                  "--output-dir", w["out"]], 2,
-     r"--fasta .* is a directory"),
+     r"is a directory, expected a FASTA file"),
     ("export-overwrite-foreign", lambda w: ["export", "hub", *_model(w), "--output",
                                             w["foreign"], "--overwrite"], 2,
      r"was not written by tf-seqmodels .*--overwrite replaces only folders this package wrote"),

@@ -68,9 +68,10 @@ def run(args) -> int:
   if args.target_bins and args.target_bins[0] >= args.target_bins[1]:
     raise ValueError(f"--target-bins {args.target_bins[0]} {args.target_bins[1]}: START must be "
                      f"< END")
-  for flag, path in (("--fasta", args.fasta), ("--regions", args.regions)):
-    if path and os.path.isdir(path):
-      raise IsADirectoryError(f"{flag} {path} is a directory, expected a file")
+  from tf_seqmodels.errors import require_file
+  for path, what in ((args.fasta, "FASTA file"), (args.regions, "BED file")):
+    if path:  # the readers' own check, before the model loads
+      require_file(path, what)
   if os.path.exists(args.output_dir) and not os.path.isdir(args.output_dir):
     raise FileExistsError(f"--output-dir {args.output_dir} is a file, not a folder")
   for name in ("scores.h5", "contributions.bw", "regions.bed", "attention.npz",
