@@ -431,9 +431,8 @@ def _load_bias(p: Pipeline):
 
 
 def _load_chrombpnet(p: Pipeline):
-  from tf_seqmodels.training.checkpointing import load_trained_model
-  model, _, _, _ = load_trained_model(p.chrombpnet_dir)
-  return model
+  from tf_seqmodels.model_source import ModelSource, load_model  # the one model loader
+  return load_model(ModelSource(p.chrombpnet_dir)).model
 
 
 def _test_set(p: Pipeline):
