@@ -381,12 +381,11 @@ def _bias_source(p: Pipeline) -> tuple[str, dict]:
   if c.bias_model is None:
     return p.bias_dir, _bias_config(c)
   if os.path.isdir(c.bias_model):
-    from tf_seqmodels.training.checkpointing import read_train_config
-    from tf_seqmodels.training.run_config import _model_config
-    train = read_train_config(c.bias_model)
-    if train.model.name != "chrombpnet_bias":
-      raise ValueError(f"{c.bias_model} is a {train.model.name!r} run, not a chrombpnet_bias run")
-    config = _model_config(train.model).to_dict()
+    from tf_seqmodels.model_source import ModelSource, model_config_of
+    name, model_config, _ = model_config_of(ModelSource(c.bias_model))
+    if name != "chrombpnet_bias":
+      raise ValueError(f"{c.bias_model} is a {name!r} run, not a chrombpnet_bias run")
+    config = model_config.to_dict()
     if (config["sequence_length"], config["output_length"]) != (c.input_length, c.output_length):
       raise ValueError(f"the bias model {c.bias_model} takes {config['sequence_length']} -> "
                        f"{config['output_length']} bp, the pipeline {c.input_length} -> "
