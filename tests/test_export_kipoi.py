@@ -120,7 +120,7 @@ def test_multi_input_model_array_dataloader(tmp_path):
 
 
 def test_kipoi_failure_leaves_nothing(tmp_path, monkeypatch):
-  def failing(args, cwd, timeout_s):
+  def failing(args, cwd, timeout_s, module="kipoi"):
     raise ExportError("`kipoi test` failed (exit 1)")
   monkeypatch.setattr("tf_seqmodels.export.kipoi.run_kipoi", failing)
   with pytest.raises(ExportError, match="kipoi test"):
