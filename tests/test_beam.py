@@ -98,6 +98,24 @@ def test_score_variants_multi_process_equals_single_process(setup, tmp_path, cap
   assert [line.split("\t")[0] for line in skipped.splitlines()[1:]] == [
       "no_chrom", "mismatch", "symbolic", "chr2_snv"]
   assert os.listdir(tmp_path / "work") == []  # shards and the export are cleaned up
+  _assert_package_classes_untouched()
+
+
+def _assert_package_classes_untouched():
+  """The worker modules went to the workers by value; this process's classes still run their
+  own module's code (cloudpickle, unpickling a by-value class where it was pickled, rebinds the
+  live class's methods to a copy of the module's globals: `shipped_by_value` puts them back)."""
+  from tf_seqmodels.analysis import variants
+  from tf_seqmodels.beam import worker
+  from tf_seqmodels.data import genome
+  from apache_beam.internal.cloudpickle import cloudpickle
+  for module, cls in ((genome, genome.Genome), (worker, worker.VariantWindows),
+                      (variants, variants.TSSIndex)):
+    for name, value in vars(cls).items():
+      if callable(value) and hasattr(value, "__globals__"):
+        assert value.__globals__ is module.__dict__, f"{cls.__name__}.{name}"
+  assert not {m for m in cloudpickle.list_registry_pickle_by_value()
+              if m.startswith("tf_seqmodels")}
 
 
 def test_score_variants_tsv_from_saved_model(setup, tmp_path):
@@ -147,6 +165,7 @@ def test_predict_and_ism_contributions_equal_single_process(setup, tmp_path):
   assert ((tmp_path / "beam" / "regions.bed").read_text()
           == (tmp_path / "local" / "regions.bed").read_text())
   assert os.path.getsize(tmp_path / "beam" / "contributions.bw") > 0
+  _assert_package_classes_untouched()  # in-process runs ship nothing
 
 
 def test_without_beam_one_line_naming_the_extra(setup, tmp_path, monkeypatch, capsys):
@@ -198,7 +217,6 @@ def test_workers_need_no_tf_seqmodels_or_sonnet(setup, tmp_path):
                                         input_signature=[tf.TensorSpec([None, 256, 4], tf.float32)])
   tf.saved_model.save(module, str(tmp_path / "saved"))
   config = VariantScoringConfig(shifts=(0, 1))
-  worker.ship_by_value()
   transforms = [
       worker.VariantWindows(str(d / "genome.fa"), 256, config.shifts),
       worker.SavedModelHandler(str(tmp_path / "saved"), heads=["total"], reverse_complement=True),
@@ -206,8 +224,9 @@ def test_workers_need_no_tf_seqmodels_or_sonnet(setup, tmp_path):
       worker.RegionInputs(str(d / "genome.fa"), 256), worker.IsmCopies(),
       worker.SavedModelHandler(str(tmp_path / "saved"), heads=["total"], max_sequences=64),
       worker.IsmScores(Target(head="total"), None)]
-  with open(tmp_path / "transforms.pkl", "wb") as f:
+  with worker.shipped_by_value(), open(tmp_path / "transforms.pkl", "wb") as f:
     pickle.dump([pickler.dumps(t) for t in transforms], f)
+  _assert_package_classes_untouched()
   out = subprocess.run([sys.executable, "-c", _CHILD, str(tmp_path / "transforms.pkl")],
                        capture_output=True, text=True, timeout=300,
                        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})

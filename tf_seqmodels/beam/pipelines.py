@@ -81,14 +81,26 @@ class PipelineError(ValueError):
   """A Beam job failed; the message ends with the failing worker's error line."""
 
 
+def runs_in_this_process(options) -> bool:
+  """Whether the runner runs the transforms in this process (the DirectRunner's in_memory and
+  multi_threading modes), where the package is imported already and nothing is shipped."""
+  from apache_beam.options.pipeline_options import DirectOptions, StandardOptions
+  runner = options.view_as(StandardOptions).runner
+  return (runner in (None, "DirectRunner", "direct") and
+          options.view_as(DirectOptions).direct_running_mode != "multi_processing")
+
+
 @contextlib.contextmanager
 def pipeline(run: BeamRun):
-  """A Beam pipeline that runs when the block ends; a failed job raises PipelineError with
-  the worker's own error line (e.g. a SequenceError naming the record), not the runner's
-  multi-page traceback."""
+  """A Beam pipeline that runs when the block ends, with the worker modules shipped by value
+  to out-of-process workers; a failed job raises PipelineError with the worker's own error
+  line (e.g. a SequenceError naming the record), not the runner's multi-page traceback."""
   import apache_beam as beam
+  from tf_seqmodels.beam import worker
+  options = pipeline_options(run)
   try:
-    with beam.Pipeline(options=pipeline_options(run)) as p:
+    with worker.shipped_by_value(not runs_in_this_process(options)), \
+        beam.Pipeline(options=options) as p:
       yield p
   except (KeyboardInterrupt, PipelineError):
     raise
@@ -176,7 +188,6 @@ def score_vcf_beam(model, vcf: str, fasta: str, output: str, config, *, run: Bea
                         for i, v in enumerate(read_vcf(vcf))))  # VCF errors before the export
     savedmodel = saved_model_path(model, model_source, work)
     shards = os.path.join(work, "shards")
-    worker.ship_by_value()
     handler = worker.SavedModelHandler(savedmodel, heads=list(heads),
                                        reverse_complement=config.reverse_complement,
                                        max_batch_size=config.batch_size)
@@ -231,7 +242,6 @@ def predict_fasta_beam(model, fasta: str, *, run: BeamRun, output: str, batch_si
     savedmodel = saved_model_path(model, model_source, work)
     write_inputs(work, enumerate(names))
     shards = os.path.join(work, "shards")
-    worker.ship_by_value()
     handler = worker.SavedModelHandler(savedmodel, signature="predict", max_batch_size=batch_size)
     with pipeline(run) as p:
       (read_inputs(p, work)
@@ -274,7 +284,6 @@ def ism_beam(model, fasta: str, centres, target, *, run: BeamRun, output_dir: st
     savedmodel = saved_model_path(model, model_source, work)
     write_inputs(work, ((i, chrom, int(centre)) for i, (chrom, centre) in enumerate(centres)))
     shards = os.path.join(work, "shards")
-    worker.ship_by_value()
     handler = worker.SavedModelHandler(savedmodel, heads=[target.head], max_batch_size=1,
                                        max_sequences=batch_size * 16)
     with pipeline(run) as p:

@@ -6,7 +6,7 @@ pyfaidx; `data.encoding`), so both paths compute the same numbers. The model is 
 parity-checked TF-Hub export (`export.hub`), loaded with `tf.saved_model.load` by Beam's
 `RunInference` through `SavedModelHandler`.
 
-Workers need neither Sonnet nor the training code: `ship_by_value()` makes Beam's pickler
+Workers need neither Sonnet nor the training code: `shipped_by_value()` makes Beam's pickler
 carry these classes and the functions they call inside the pickled pipeline (cloudpickle "by
 value"), so a worker imports only numpy, TensorFlow, pyfaidx and Apache Beam (tested by
 unpickling the transforms in a process where `tf_seqmodels` and `sonnet` cannot be imported).
@@ -16,10 +16,11 @@ Elements between transforms are plain tuples, strings and numpy arrays for the s
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import uuid
-from typing import Any, Iterable, Mapping, Optional, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence
 
 import numpy as np
 from apache_beam import DoFn, pvalue
@@ -33,7 +34,7 @@ from tf_seqmodels.data.encoding import (indices_to_one_hot, one_hot_encode,
 from tf_seqmodels.data.genome import Genome
 from tf_seqmodels.data.vcf import Variant
 
-# The modules whose code the transforms run on the workers; `ship_by_value` pickles them by
+# The modules whose code the transforms run on the workers; `shipped_by_value` pickles them by
 # value. Each imports only numpy / tensorflow / pyfaidx / the others at module level (the
 # isolation test fails when one starts importing anything else that a worker would need).
 SHIPPED_MODULES = ("tf_seqmodels.beam.worker", "tf_seqmodels.analysis.variants",
@@ -43,12 +44,38 @@ SHIPPED_MODULES = ("tf_seqmodels.beam.worker", "tf_seqmodels.analysis.variants",
                    "tf_seqmodels.analysis.contributions", "tf_seqmodels.errors")
 
 
-def ship_by_value() -> None:
-  """Registers SHIPPED_MODULES with Beam's pickler (cloudpickle) to be pickled by value."""
+@contextlib.contextmanager
+def shipped_by_value(needed: bool = True) -> Iterator[None]:
+  """Within the block, Beam's pickler (cloudpickle) pickles SHIPPED_MODULES by value.
+
+  Unpickling a class pickled by value in the process that pickled it re-applies the pickled
+  methods to the live class, as copies bound to a copy of the module's globals (Beam
+  round-trips every DoFn through pickle when the pipeline is built). Left so, `Genome.__init__`
+  and the rest would stop seeing their module (a later patch of the module, or state it keeps,
+  no longer reaches them); so the classes' attributes are put back when the block ends.
+  `needed=False` (a runner that runs the transforms in this process) ships nothing.
+  """
+  if not needed:
+    yield
+    return
   import importlib
   from apache_beam.internal.cloudpickle import cloudpickle
-  for name in SHIPPED_MODULES:
-    cloudpickle.register_pickle_by_value(importlib.import_module(name))
+  modules = [importlib.import_module(name) for name in SHIPPED_MODULES]
+  classes = {cls: dict(vars(cls)) for module in modules for cls in vars(module).values()
+             if isinstance(cls, type) and cls.__module__ == module.__name__}
+  already = cloudpickle.list_registry_pickle_by_value()
+  registered = [m for m in modules if m.__name__ not in already]
+  for module in registered:
+    cloudpickle.register_pickle_by_value(module)
+  try:
+    yield
+  finally:
+    for module in registered:
+      cloudpickle.unregister_pickle_by_value(module)
+    for cls, attributes in classes.items():
+      for name, value in attributes.items():
+        if name not in ("__dict__", "__weakref__") and vars(cls).get(name) is not value:
+          setattr(cls, name, value)
 
 
 # --- the model -----------------------------------------------------------------------------------
