@@ -151,6 +151,17 @@ def test_predict_and_ism_contributions_equal_single_process(setup, tmp_path):
   assert main(common + ["--output", str(tmp_path / "local.h5")]) == 0
   assert main(common + ["--output", str(tmp_path / "beam.h5"), "--runner", "beam"]) == 0
   _assert_same_h5(tmp_path / "local.h5", tmp_path / "beam.h5", rtol=1e-5, atol=1e-6)
+  # Regions (a narrowPeak summit; a window past the chromosome start), both strands averaged.
+  (tmp_path / "peaks.narrowPeak").write_text("chr1\t900\t1100\t.\t0\t.\t1\t1\t1\t50\n"
+                                             "chr2\t10\t100\t.\t0\t.\t1\t1\t1\t-1\n")
+  common = common[:-4] + ["--regions", str(tmp_path / "peaks.narrowPeak"), "--genome",
+                          str(d / "genome.fa"), "--reverse-complement", "--batch-size", "2"]
+  assert main(common + ["--output", str(tmp_path / "local_regions.h5")]) == 0
+  assert main(common + ["--output", str(tmp_path / "beam_regions.h5"), "--runner", "beam"]) == 0
+  _assert_same_h5(tmp_path / "local_regions.h5", tmp_path / "beam_regions.h5", rtol=1e-5,
+                  atol=1e-6)
+  with h5py.File(tmp_path / "beam_regions.h5") as f:
+    assert [n.decode() for n in f["names"][()]] == ["chr1:694-1206", "chr2:-201-311"]
 
   (tmp_path / "peaks.bed").write_text("chr1\t900\t1100\nchr2\t300\t500\n")
   common = ["contributions", *_model_args(d), "--fasta", str(d / "genome.fa"), "--regions",
@@ -193,7 +204,7 @@ results = list(handler.run_inference([w for _, w in keyed], model))
 (_, _, _, _, _, _, scores), = score.process((keyed[0][0], results[0]))
 print(repr(float(scores["total"]["diff"][0, 0])))
 regions.setup()
-(key, mutants), = copies.process(next(regions.process((0, "chr1", 1003))))
+(key, mutants), = copies.process(next(regions.process((0, "chr1", 1003 - 128, 1003 + 128))))
 result, = ism_handler.run_inference([mutants], ism_handler.load_model())
 (_, _, start, window, hypothetical), = ism.process((key, result))
 print(repr(hypothetical[1000 - start + 1].tolist()))
@@ -221,7 +232,7 @@ def test_workers_need_no_tf_seqmodels_or_sonnet(setup, tmp_path):
       worker.VariantWindows(str(d / "genome.fa"), 256, config.shifts),
       worker.SavedModelHandler(str(tmp_path / "saved"), heads=["total"], reverse_complement=True),
       worker.ScoreVariant(config, {"total": ("diff",)}, {"total": None}, {"total": "tracks"}, {}),
-      worker.RegionInputs(str(d / "genome.fa"), 256), worker.IsmCopies(),
+      worker.GenomeWindows(str(d / "genome.fa")), worker.IsmCopies(),
       worker.SavedModelHandler(str(tmp_path / "saved"), heads=["total"], max_sequences=64),
       worker.IsmScores(Target(head="total"), None)]
   with worker.shipped_by_value(), open(tmp_path / "transforms.pkl", "wb") as f:

@@ -64,6 +64,24 @@ def test_predict_from_fasta_with_checkpoint(tmp_path):
     np.testing.assert_allclose(f["predictions/human"][()], expected, rtol=1e-5, atol=1e-6)
     assert [n.decode() for n in f["names"][()]] == ["seq0", "seq1", "seq2"]
 
+  # Regions: the 1024-bp window centred on each region (the narrowPeak's summit; the midpoint
+  # of a BED interval), cut from the genome; past the chromosome start it reads N.
+  chrom = "".join(rng.choice(list("ACGT"), 3000))
+  (tmp_path / "genome.fa").write_text(">chr1\n" + chrom + "\n")
+  (tmp_path / "peaks.narrowPeak").write_text("chr1\t1500\t2000\t.\t0\t.\t1\t1\t1\t100\n"
+                                             "chr1\t100\t200\t.\t0\t.\t1\t1\t1\t-1\n")
+  windows = [chrom[1600 - 512:1600 + 512], "N" * 362 + chrom[:662]]
+  expected = model.predict_on_batch(one_hot_encode(windows))["human"].numpy()
+  assert cli.main(["predict", "--model", "enformer", "--config", str(config), "--weights", ckpt,
+                   "--regions", str(tmp_path / "peaks.narrowPeak"), "--genome",
+                   str(tmp_path / "genome.fa"), "--output", str(out), "--quiet"]) == 0
+  with h5py.File(out) as f:
+    np.testing.assert_allclose(f["predictions/human"][()], expected, rtol=1e-5, atol=1e-6)
+    assert [n.decode() for n in f["names"][()]] == ["chr1:1088-2112", "chr1:-362-662"]
+    assert f["windows/start"][()].tolist() == [1088, -362]
+  assert cli.main(["predict", "--model", "enformer", "--config", str(config), "--regions",
+                   str(tmp_path / "peaks.narrowPeak"), "--output", str(out)]) == 2
+
 
 def test_errors_are_reported_without_tracebacks(tmp_path, capsys):
   config = tmp_path / "tiny.yaml"

@@ -3,12 +3,17 @@
     tf-seqmodels predict --model runs/enformer --fasta windows.fa --output predictions.h5
     tf-seqmodels predict --model runs/dream_cnn --sequences promoters.tsv \\
         --plasmid plasmid.json --output expression.tsv
+    tf-seqmodels predict --model runs/chrombpnet --regions peaks.narrowPeak \\
+        --genome hg38.fa --output peaks.h5
     tf-seqmodels predict --model runs/chromoformer --chromoformer-metadata metadata.csv \\
         --chromoformer-npy npy/ --output genes.tsv
 
-DNA models read a FASTA file (one record per input) or a sequence table (TSV/CSV with a
+DNA models read a FASTA file (one record per input), a sequence table (TSV/CSV with a
 `sequence` column and an optional `id`/`name` column; or DREAM's header-less
-sequence<TAB>expression file). `--plasmid` pads yeast promoters as the DREAM reference does
+sequence<TAB>expression file), or BED / narrowPeak regions: the window of the model's length
+centred on each region (narrowPeak: on its summit) cut from `--genome`, as `contributions`
+cuts it (the one interval reader, `data.intervals`; the overhang past a chromosome end reads
+N). `--plasmid` pads yeast promoters as the DREAM reference does
 (`data.dream.pad_with_plasmid`); forward and reverse-complement predictions are averaged
 (default for DREAM models, `--reverse-complement` for others). Chromoformer reads the
 reference's metadata.csv and per-region .npy layout (`data.chromoformer`). `--model` takes
@@ -33,8 +38,11 @@ def add_parser(subparsers) -> None:
   source.add_argument("--fasta", help="one input sequence per record")
   source.add_argument("--sequences", help="TSV/CSV with a `sequence` column (and `id`/`name`), "
                       "or DREAM's sequence<TAB>expression file")
+  source.add_argument("--regions", help="BED / narrowPeak: predict the window of the model's "
+                      "length centred on each region (narrowPeak: its summit), cut from --genome")
   source.add_argument("--chromoformer-metadata", help="the Chromoformer reference's "
                       "metadata.csv (with --chromoformer-npy)")
+  p.add_argument("--genome", help="indexed genome FASTA the --regions windows are cut from")
   p.add_argument("--chromoformer-npy", help="folder of the reference's <chrom>:<start>-<end>.npy "
                  "histone-mark arrays")
   p.add_argument("--plasmid", help="DREAM plasmid.json: pad sequences to the model's length as "
@@ -60,6 +68,7 @@ def _check_output(args) -> str:
   if not output.endswith((".h5", ".hdf5", ".tsv")):
     raise ValueError(f"--output {output}: give a .h5 or .tsv file")
   check_not_an_input(output, {"--fasta": args.fasta, "--sequences": args.sequences,
+                              "--regions": args.regions, "--genome": args.genome,
                               "--chromoformer-metadata": args.chromoformer_metadata,
                               "--plasmid": args.plasmid, "--config": args.config,
                               "--targets": args.targets})
@@ -79,6 +88,23 @@ def read_fasta(path: str) -> tuple[list[str], list[str]]:
   if not names:
     raise ValueError(f"{path}: no FASTA records")
   return names, seqs
+
+
+def read_region_windows(regions: str, genome_path: str, length: int
+                        ) -> tuple[list[str], list[str], list[tuple[str, int, int]]]:
+  """(names "chrom:start-end", sequences, windows (chrom, start, end)) of the `length`-bp
+  window centred on each region of `regions` (narrowPeak: its summit), in file order."""
+  import numpy as np
+  from tf_seqmodels.analysis.regions import read_region_centres
+  from tf_seqmodels.data.genome import Genome
+  from tf_seqmodels.data.intervals import window_bounds
+  bases = np.array(list("ACGTN"))
+  with Genome(genome_path) as genome:
+    centres = read_region_centres(regions, genome.chrom_sizes, genome_path, window=length)
+    starts, ends = window_bounds(np.array([c for _, c in centres], np.int64), length)
+    windows = [(chrom, int(s), int(e)) for (chrom, _), s, e in zip(centres, starts, ends)]
+    seqs = ["".join(bases[genome.fetch_window(*w)]) for w in windows]
+  return [f"{c}:{s}-{e}" for c, s, e in windows], seqs, windows
 
 
 def read_sequence_table(path: str) -> tuple[list[str], list[str]]:
@@ -176,9 +202,10 @@ def predict_sequences(model, names, sequences, *, where: str, batch_size: int,
   return {head: np.concatenate(parts) for head, parts in chunks.items()}
 
 
-def write_predictions(path: str, outputs: dict, names, attrs: dict) -> None:
-  """.h5: one dataset per head [N, ...] plus `names`; .tsv: one row per name, one column per
-  scalar output (head, or head_<track>). Written atomically."""
+def write_predictions(path: str, outputs: dict, names, attrs: dict, windows=None) -> None:
+  """.h5: one dataset per head [N, ...] plus `names` (and `windows/{chrom,start,end}` of
+  genome windows); .tsv: one row per name, one column per scalar output (head, or
+  head_<track>). Written atomically."""
   import numpy as np
   from tf_seqmodels.config import atomic_output, atomic_write_text
   if path.endswith(".tsv"):
@@ -201,6 +228,11 @@ def write_predictions(path: str, outputs: dict, names, attrs: dict) -> None:
     for head, value in outputs.items():
       f.create_dataset(f"predictions/{head}", data=np.asarray(value), compression="gzip")
     f.create_dataset("names", data=np.array(list(names), dtype=h5py.string_dtype()))
+    if windows is not None:
+      chrom, start, end = zip(*windows)
+      f.create_dataset("windows/chrom", data=np.array(chrom, dtype=h5py.string_dtype()))
+      f.create_dataset("windows/start", data=np.array(start, np.int64))
+      f.create_dataset("windows/end", data=np.array(end, np.int64))
     for key, value in attrs.items():
       f.attrs[key] = value
 
@@ -240,13 +272,25 @@ def run(args) -> int:
     return _predict_chromoformer(args, output)
   if args.chromoformer_npy:
     raise ValueError("--chromoformer-npy goes with --chromoformer-metadata")
+  if bool(args.regions) != bool(args.genome):
+    raise ValueError("--regions and --genome go together (the regions' windows are cut from "
+                     "the genome FASTA)")
   from tf_seqmodels.analysis.inference import load_analysis_model
   from tf_seqmodels.model_source import ModelSource
-  where = args.fasta or args.sequences
-  names, seqs = read_fasta(args.fasta) if args.fasta else read_sequence_table(args.sequences)
-  for i, seq in enumerate(seqs):  # every sequence, before the model loads
-    _check_characters(seq, i, where)
+  where = args.fasta or args.sequences or args.regions
+  windows = None
+  if not args.regions:
+    names, seqs = read_fasta(args.fasta) if args.fasta else read_sequence_table(args.sequences)
+    for i, seq in enumerate(seqs):  # every sequence, before the model loads
+      _check_characters(seq, i, where)
   model = load_analysis_model(None, source=ModelSource.from_args(args), targets=args.targets)
+  if args.regions:
+    if not model.sequence_length:
+      raise ValueError(f"--regions: {model.name} has no fixed input length to cut windows of")
+    if args.plasmid:
+      raise ValueError("--plasmid pads short promoters; --regions windows already have the "
+                       "model's length")
+    names, seqs, windows = read_region_windows(args.regions, args.genome, model.sequence_length)
   if args.plasmid:
     from tf_seqmodels.data.dream import load_plasmid, pad_with_plasmid
     length = model.sequence_length
@@ -258,19 +302,22 @@ def run(args) -> int:
     rc = model.strand_averaged_prediction
   beam = beam_run(args)
   if beam:  # the same predictions from an Apache Beam pipeline over an exported SavedModel
-    if not args.fasta or args.plasmid or rc:
-      raise ValueError("--runner beam predicts the records of --fasta as they are (no --plasmid, "
-                       "no reverse-complement average); use the single-process command for these")
-    from tf_seqmodels.beam.pipelines import predict_fasta_beam
-    outputs, names = predict_fasta_beam(model, args.fasta, run=beam, output=output,
-                                        batch_size=args.batch_size, model_source=args.model)
+    if args.sequences or args.plasmid:
+      raise ValueError("--runner beam predicts --fasta records or --regions windows (no "
+                       "--sequences, no --plasmid); use the single-process command for these")
+    from tf_seqmodels.beam.pipelines import predict_beam
+    outputs = predict_beam(model, genome=args.fasta or args.genome, run=beam, output=output,
+                           windows=windows, batch_size=args.batch_size, reverse_complement=rc,
+                           model_source=args.model)
   else:
     outputs = predict_sequences(model, names, seqs, where=where, batch_size=args.batch_size,
                                 reverse_complement=rc, progress=not args.quiet)
   attrs = {"model": model.name, "reverse_complement_average": bool(rc)}
   if model.model is not None:
     attrs["config"] = model.model.config.to_json()
-  write_predictions(output, outputs, names, attrs)
-  print(f"wrote predictions for {len(names)} sequences to {output}: "
-        + ", ".join(f"{k} {v.shape}" for k, v in outputs.items()))
+  if args.regions:
+    attrs.update(regions=os.path.abspath(args.regions), genome=os.path.abspath(args.genome))
+  write_predictions(output, outputs, names, attrs, windows)
+  print(f"wrote predictions for {len(names)} {'windows' if windows else 'sequences'} to "
+        f"{output}: " + ", ".join(f"{k} {v.shape}" for k, v in outputs.items()))
   return 0

@@ -218,42 +218,48 @@ def score_vcf_beam(model, vcf: str, fasta: str, output: str, config, *, run: Bea
 
 # --- predict -------------------------------------------------------------------------------------
 
-def predict_fasta_beam(model, fasta: str, *, run: BeamRun, output: str, batch_size: int,
-                       model_source: Optional[str] = None
-                       ) -> tuple[dict[str, np.ndarray], list[str]]:
-  """`tf-seqmodels predict` over the records of `fasta` as a Beam pipeline: {head: [N, ...]}
-  predictions of the analysis `model` (its export, or the SavedModel `model_source` it was
-  loaded from; `predict_on_batch` on `one_hot_encode`d records) and
-  the record names, in file order. The FASTA is read through its index (pyfaidx) in the workers,
-  so records must have the same length (as `predict` requires) and regular line lengths."""
+def predict_beam(model, *, genome: str, run: BeamRun, output: str,
+                 windows: Optional[list] = None, batch_size: int, reverse_complement: bool,
+                 model_source: Optional[str] = None) -> dict[str, np.ndarray]:
+  """`tf-seqmodels predict` as a Beam pipeline: {head: [N, ...]} predictions of the analysis
+  `model` (its export, or the SavedModel `model_source` it was loaded from) for the records
+  of the FASTA `genome` (`windows` None: every record, which must have one length) or for the
+  `windows` [(chrom, start, end)] cut from it, in that order; with `reverse_complement`,
+  averaged with the reverse-complement pass as the single-process command averages."""
   import apache_beam as beam
   from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
+  from tf_seqmodels.analysis.inference import BatchRunner
   from tf_seqmodels.beam import worker
   from tf_seqmodels.data.encoding import SequenceError
   from tf_seqmodels.data.genome import Genome
 
-  with Genome(fasta) as genome:
-    names = list(genome.chrom_sizes)
-    lengths = set(genome.chrom_sizes.values())
+  with Genome(genome) as fasta:  # checks (and indexes) the FASTA before any worker opens it
+    if windows is None:
+      windows = [(name, 0, size) for name, size in fasta.chrom_sizes.items()]
+  lengths = sorted({end - start for _, start, end in windows})
   if len(lengths) != 1:
-    raise SequenceError(f"{fasta}: all records must have the same length, got {sorted(lengths)}")
-  model.check_length(lengths.pop())
+    raise SequenceError(f"{genome}: all records must have the same length, got {lengths[:5]}")
+  model.check_length(lengths[0])
+  probe = BatchRunner().predict(model, np.zeros((1, lengths[0], 4), np.float32))
+  axes = {h: model.position_axis(h, v) for h, v in probe.items()}
+  permutations = {h: np.asarray(p).tolist() for h, p in model.track_permutations.items()
+                  if h in probe}
   with work_directory(run, output) as work:
     savedmodel = saved_model_path(model, model_source, work)
-    write_inputs(work, enumerate(names))
+    write_inputs(work, ((i, *window) for i, window in enumerate(windows)))
     shards = os.path.join(work, "shards")
-    handler = worker.SavedModelHandler(savedmodel, signature="predict", max_batch_size=batch_size)
+    handler = worker.SavedModelHandler(savedmodel, reverse_complement=reverse_complement,
+                                       max_batch_size=batch_size)
     with pipeline(run) as p:
       (read_inputs(p, work)
-       | "records" >> beam.ParDo(worker.FastaRecordInputs(os.path.abspath(fasta)))
+       | "windows" >> beam.ParDo(worker.GenomeWindows(os.path.abspath(genome)))
        | "model" >> RunInference(KeyedModelHandler(handler))
-       | "outputs" >> beam.Map(worker.forward_outputs)
+       | "strands" >> beam.ParDo(worker.AverageStrands(axes, permutations))
        | "write" >> beam.ParDo(worker.WriteShards(shards, "predictions")))
     rows = list(merged_rows(work, "predictions"))
-  if [row[1] for row in rows] != names:
-    raise RuntimeError(f"the pipeline returned {len(rows)} of {len(names)} records")
-  outputs = {h: np.concatenate([row[2][h] for row in rows]) for h in rows[0][2]}
-  return outputs, names
+  if [(row[1], row[2]) for row in rows] != [(chrom, start) for chrom, start, _ in windows]:
+    raise RuntimeError(f"the pipeline returned {len(rows)} of {len(windows)} records")
+  return {h: np.concatenate([row[3][h] for row in rows]) for h in rows[0][3]}
 
 
 # --- contributions -------------------------------------------------------------------------------
@@ -282,13 +288,14 @@ def ism_beam(model, fasta: str, centres, target, *, run: BeamRun, output_dir: st
   axis = model.position_axis(target.head, probe[target.head])
   with work_directory(run, os.path.join(output_dir, "scores.h5")) as work:
     savedmodel = saved_model_path(model, model_source, work)
-    write_inputs(work, ((i, chrom, int(centre)) for i, (chrom, centre) in enumerate(centres)))
+    write_inputs(work, ((i, chrom, int(centre) - length // 2, int(centre) - length // 2 + length)
+                        for i, (chrom, centre) in enumerate(centres)))
     shards = os.path.join(work, "shards")
     handler = worker.SavedModelHandler(savedmodel, heads=[target.head], max_batch_size=1,
                                        max_sequences=batch_size * 16)
     with pipeline(run) as p:
       (read_inputs(p, work)
-       | "windows" >> beam.ParDo(worker.RegionInputs(os.path.abspath(fasta), length))
+       | "windows" >> beam.ParDo(worker.GenomeWindows(os.path.abspath(fasta)))
        | "substitutions" >> beam.ParDo(worker.IsmCopies())
        | "model" >> RunInference(KeyedModelHandler(handler))
        | "ism" >> beam.ParDo(worker.IsmScores(target, axis))

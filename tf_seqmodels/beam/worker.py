@@ -32,6 +32,7 @@ from tf_seqmodels.analysis.variants import (VariantScoringConfig, reduce_copies,
 from tf_seqmodels.data.encoding import (indices_to_one_hot, one_hot_encode,
                                         reverse_complement_indices)
 from tf_seqmodels.data.genome import Genome
+from tf_seqmodels.data.strands import CopyAverage
 from tf_seqmodels.data.vcf import Variant
 
 # The modules whose code the transforms run on the workers; `shipped_by_value` pickles them by
@@ -221,9 +222,10 @@ class ScoreVariant(DoFn):
 
 # --- predict ---------------------------------------------------------------------------------
 
-class FastaRecordInputs(DoFn):
-  """(index, record name) -> ((index, name), one-hot [1, L, 4]) of the whole FASTA record,
-  encoded as `tf-seqmodels predict` encodes it (`one_hot_encode`)."""
+class GenomeWindows(DoFn):
+  """(index, chrom, start, end) -> ((index, chrom, start), indices [1, end - start]): a window
+  of the indexed FASTA (`Genome.fetch_window`: N past the chromosome ends), as the
+  single-process commands cut it; a whole record is the window (0, its length)."""
 
   def __init__(self, fasta: str):
     self._fasta = fasta
@@ -233,42 +235,30 @@ class FastaRecordInputs(DoFn):
     self._genome = Genome(self._fasta)
 
   def process(self, element):
-    index, name = element
-    sequence = self._genome.fetch(name, 0, self._genome.chrom_sizes[name])
-    yield (index, name), one_hot_encode(sequence)[None]
+    index, chrom, start, end = element
+    yield (index, chrom, start), self._genome.fetch_window(chrom, start, end)[None]
 
   def teardown(self) -> None:
     if self._genome is not None:
       self._genome.close()
 
 
-class RegionInputs(DoFn):
-  """(index, chrom, centre) -> ((index, chrom, start), indices [1, L]): the window of the
-  model's length centred on the region (`Genome.fetch_window`: N past the chromosome ends), as
-  `tf-seqmodels contributions` cuts it."""
+class AverageStrands(DoFn):
+  """((index, *rest), PredictionResult) -> (index, *rest, {head: float32 [C, ...]}): the
+  forward pass, averaged with the reverse-complement pass (if the handler ran one) mapped back
+  to the forward strand, in float64 as `tf-seqmodels predict` averages (`CopyAverage`)."""
 
-  def __init__(self, fasta: str, length: int):
-    self._fasta = fasta
-    self._length = length
-    self._genome = None
-
-  def setup(self) -> None:
-    self._genome = Genome(self._fasta)
+  def __init__(self, position_axes: Mapping[str, Optional[int]],
+               track_permutations: Mapping[str, Sequence[int]]):
+    self._position_axes = dict(position_axes)
+    self._track_permutations = dict(track_permutations)
 
   def process(self, element):
-    index, chrom, centre = element
-    start = centre - self._length // 2
-    yield (index, chrom, start), self._genome.fetch_window(chrom, start, start + self._length)[None]
-
-  def teardown(self) -> None:
-    if self._genome is not None:
-      self._genome.close()
-
-
-def forward_outputs(element):
-  """((index, *rest), PredictionResult) -> (index, *rest, {head: [C, ...]} of the forward pass)."""
-  key, result = element
-  return (*key, result.inference[0])
+    key, result = element
+    average = CopyAverage(self._position_axes, self._track_permutations)
+    for k, outputs in enumerate(result.inference):
+      average.add({h: np.asarray(v, np.float64) for h, v in outputs.items()}, k > 0)
+    yield (*key, {h: v.astype(np.float32) for h, v in average.result().items()})
 
 
 # --- contributions ---------------------------------------------------------------------------
