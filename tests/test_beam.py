@@ -163,19 +163,26 @@ def test_predict_and_ism_contributions_equal_single_process(setup, tmp_path):
   with h5py.File(tmp_path / "beam_regions.h5") as f:
     assert [n.decode() for n in f["names"][()]] == ["chr1:694-1206", "chr2:-201-311"]
 
-  (tmp_path / "peaks.bed").write_text("chr1\t900\t1100\nchr2\t300\t500\n")
+  (tmp_path / "peaks.bed").write_text("chr1\t900\t1100\nchr2\t300\t500\nchr1\t100\t200\n")
   common = ["contributions", *_model_args(d), "--fasta", str(d / "genome.fa"), "--regions",
-            str(tmp_path / "peaks.bed"), "--method", "ism", "--head", "logcounts", "--logos", "0",
-            "--quiet", "--batch-size", "4"]
-  assert main(common + ["--output-dir", str(tmp_path / "local")]) == 0
-  assert main(common + ["--output-dir", str(tmp_path / "beam"), "--runner", "beam"]) == 0
-  # The local run differentiates nothing here but evaluates the Sonnet model in a graph; the
-  # pipeline runs its parity-checked export: equal to float32 rounding.
-  _assert_same_h5(tmp_path / "local" / "scores.h5", tmp_path / "beam" / "scores.h5",
-                  rtol=1e-4, atol=1e-5)
-  assert ((tmp_path / "beam" / "regions.bed").read_text()
-          == (tmp_path / "local" / "regions.bed").read_text())
-  assert os.path.getsize(tmp_path / "beam" / "contributions.bw") > 0
+            str(tmp_path / "peaks.bed"), "--head", "logcounts", "--logos", "0", "--quiet",
+            "--batch-size", "2", "--references", "2", "--steps", "2"]
+  for method in ("ism", "gradient_x_input", "deepshap"):
+    out = tmp_path / method
+    assert main(common + ["--method", method, "--output-dir", str(out / "local")]) == 0
+    assert main(common + ["--method", method, "--output-dir", str(out / "beam"),
+                          "--runner", "beam"]) == 0
+    # The local run evaluates (and differentiates) the Sonnet model in a graph; the pipeline
+    # its parity-checked export: equal to float32 rounding. Region 3 (past a batch of 2)
+    # has the same DeepSHAP references in both: seeded by its index.
+    _assert_same_h5(out / "local" / "scores.h5", out / "beam" / "scores.h5", rtol=1e-4,
+                    atol=1e-5)
+    assert (out / "beam" / "regions.bed").read_text() == (out / "local" / "regions.bed").read_text()
+    assert os.path.getsize(out / "beam" / "contributions.bw") > 0
+  with h5py.File(tmp_path / "gradient_x_input" / "beam" / "scores.h5") as f:
+    hypothetical = f["shap/seq"][()]  # [N, 4, L]: centred over the bases for TF-MoDISco
+    np.testing.assert_allclose(hypothetical.sum(1), 0, atol=1e-6)
+    assert np.abs(hypothetical).max() > 0
   _assert_package_classes_untouched()  # in-process runs ship nothing
 
 
@@ -195,7 +202,7 @@ import pickle, sys
 for name in ("tf_seqmodels", "sonnet"):  # importing either now fails
   sys.modules[name] = None
 from apache_beam.internal import pickler
-(windows, handler, score, regions, copies, ism_handler, ism) = (
+(windows, handler, score, regions, copies, ism_handler, ism, gradients) = (
     pickler.loads(blob) for blob in pickle.load(open(sys.argv[1], "rb")))
 windows.setup()
 keyed = list(windows.process((0, ["chr1", 1002, "motif_snv", "G", "T", 1])))
@@ -207,6 +214,9 @@ regions.setup()
 (key, mutants), = copies.process(next(regions.process((0, "chr1", 1003 - 128, 1003 + 128))))
 result, = ism_handler.run_inference([mutants], ism_handler.load_model())
 (_, _, start, window, hypothetical), = ism.process((key, result))
+print(repr(hypothetical[1000 - start + 1].tolist()))
+gradients.setup()
+(_, _, start, _, hypothetical), = gradients.process(next(regions.process((0, "chr1", 875, 1131))))
 print(repr(hypothetical[1000 - start + 1].tolist()))
 print(sorted(m for m in sys.modules if m.startswith(("tf_seqmodels", "sonnet")) and sys.modules[m]))
 """
@@ -234,7 +244,9 @@ def test_workers_need_no_tf_seqmodels_or_sonnet(setup, tmp_path):
       worker.ScoreVariant(config, {"total": ("diff",)}, {"total": None}, {"total": "tracks"}, {}),
       worker.GenomeWindows(str(d / "genome.fa")), worker.IsmCopies(),
       worker.SavedModelHandler(str(tmp_path / "saved"), heads=["total"], max_sequences=64),
-      worker.IsmScores(Target(head="total"), None)]
+      worker.IsmScores(Target(head="total"), None),
+      worker.GradientScores(str(tmp_path / "saved"), Target(head="total"), None,
+                            "gradient_x_input", batch_size=4, num_references=2, steps=2)]
   with worker.shipped_by_value(), open(tmp_path / "transforms.pkl", "wb") as f:
     pickle.dump([pickler.dumps(t) for t in transforms], f)
   _assert_package_classes_untouched()
@@ -242,7 +254,7 @@ def test_workers_need_no_tf_seqmodels_or_sonnet(setup, tmp_path):
                        capture_output=True, text=True, timeout=300,
                        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
   assert out.returncode == 0, out.stderr[-3000:]
-  value, ism, modules = out.stdout.strip().splitlines()[-3:]
+  value, ism, gradient, modules = out.stdout.strip().splitlines()[-4:]
   assert modules == "[]"
   # The SNV destroys the planted motif: 2 hits -> 0 on the forward strand, none on the
   # reverse complement; averaged over both strands, -1.
@@ -250,6 +262,8 @@ def test_workers_need_no_tf_seqmodels_or_sonnet(setup, tmp_path):
   # ISM at the motif's G (forward strand only, as ISM runs): each other base breaks the motif
   # (delta -2), the G itself 0; centred over the 4 bases (mean -1.5): -0.5 and +1.5 at G.
   np.testing.assert_allclose(eval(ism), [-0.5, -0.5, 1.5, -0.5], atol=1e-6)
+  # Its gradient there is the motif weight row (+1 at G, -1 elsewhere), centred: the same.
+  np.testing.assert_allclose(eval(gradient), [-0.5, -0.5, 1.5, -0.5], atol=1e-6)
 
 
 def test_failed_job_ends_in_the_workers_error_line():

@@ -203,10 +203,12 @@ def test_cli_contributions_end_to_end(tmp_path):
     projected = f["projected_shap/seq"][:].sum(1)
     raw = f["raw/seq"][:]
   assert "".join("ACGT"[i] for i in raw[0].argmax(0)) == chrom[650 - 256:650 + 256]
-  # Recompute region 0 directly: gradient x input of the bias-corrected model's profile target.
-  direct = C.gradient_x_input(AnalysisModel(model.without_bias()),
-                              raw[:1].transpose(0, 2, 1).astype(np.float32),
-                              C.Target("profile", kind="profile")).sum(-1)
+  # Recompute region 0 directly: gradient x input of the bias-corrected model's profile target,
+  # the gradients centred across the four bases (TF-MoDISco's hypothetical scores).
+  x = raw[:1].transpose(0, 2, 1).astype(np.float32)
+  gradients = C.gradients(AnalysisModel(model.without_bias()), x,
+                          C.Target("profile", kind="profile"))
+  direct = ((gradients - gradients.mean(-1, keepdims=True)) * x).sum(-1)
   np.testing.assert_allclose(projected[:1], direct, rtol=1e-4, atol=1e-6)
   bw = pyBigWig.open(str(out / "contributions.bw"))
   np.testing.assert_allclose(bw.values("chr1", 394, 600), projected[0, :206], rtol=1e-4, atol=1e-6)

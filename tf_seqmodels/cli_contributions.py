@@ -9,6 +9,9 @@ from tf_seqmodels.cli_common import nonnegative_int, positive_int
 from tf_seqmodels.cli_variants import add_model_arguments, load_model_and_runner
 
 METHODS = ("gradient_x_input", "ism", "deepshap", "deeplift", "attention", "window_ism")
+# Computed from the exported SavedModel's predictions and input gradients alone (deeplift needs
+# the Sonnet model's ops; attention and window_ism run in one process).
+BEAM_METHODS = ("gradient_x_input", "deepshap", "ism")
 
 
 def add_parser(subparsers) -> None:
@@ -21,7 +24,9 @@ def add_parser(subparsers) -> None:
                  "length centred on the summit (narrowPeak column 10) or the region centre")
   p.add_argument("--output-dir", required=True)
   p.add_argument("--method", choices=METHODS, default="gradient_x_input",
-                 help="deepshap: expected-gradients approximation of DeepSHAP; deeplift: "
+                 help="gradient_x_input: gradients centred across the four bases (the "
+                 "hypothetical scores TF-MoDISco expects) times the input; "
+                 "deepshap: expected-gradients approximation of DeepSHAP; deeplift: "
                  "DeepLIFT / DeepSHAP rescale rule (exact completeness for ReLU conv nets "
                  "such as BPNet / ChromBPNet)")
   p.add_argument("--head", default=None, help="target head (default: the only head, else the "
@@ -61,9 +66,9 @@ def run(args) -> int:
   from tf_seqmodels.config import atomic_write_text
   from tf_seqmodels.data.genome import Genome
   beam = beam_run(args)
-  if beam and args.method != "ism":
-    raise ValueError(f"--runner beam computes --method ism (predictions of the exported "
-                     f"SavedModel); {args.method} runs in one process")
+  if beam and args.method not in BEAM_METHODS:
+    raise ValueError(f"--runner beam computes --method {', '.join(BEAM_METHODS)} (from the "
+                     f"exported SavedModel); {args.method} runs in one process")
   from tf_seqmodels.outputs import check_not_an_input
   if args.target_bins and args.target_bins[0] >= args.target_bins[1]:
     raise ValueError(f"--target-bins {args.target_bins[0]} {args.target_bins[1]}: START must be "
@@ -113,26 +118,20 @@ def run(args) -> int:
   hypothetical = np.zeros_like(one_hot)
   step = max(1, args.batch_size)
   if beam:  # the same scores from an Apache Beam pipeline
-    from tf_seqmodels.beam.pipelines import ism_beam
-    hypothetical = ism_beam(model, args.fasta, centres, target, run=beam,
-                            output_dir=args.output_dir, model_source=args.model,
-                            batch_size=args.batch_size)
+    from tf_seqmodels.beam.pipelines import contributions_beam
+    hypothetical = contributions_beam(
+        model, args.fasta, centres, target, args.method, run=beam, output_dir=args.output_dir,
+        model_source=args.model, batch_size=args.batch_size, num_references=args.references,
+        steps=args.steps)
+  # Sequences per forward pass: gradients run `step` at a time; the methods that run many
+  # copies of each sequence (references x path steps, substitutions) run more.
+  per_pass = {"deepshap": 4, "deeplift": 4, "ism": 16}.get(args.method, 1) * step
   batches = () if beam else range(0, len(one_hot), step)  # (the pipeline scored them all)
   for i in tqdm(batches, desc=f"contributions ({args.method})", unit="batch", disable=args.quiet):
-    x = one_hot[i:i + step]
-    if args.method == "gradient_x_input":
-      hypothetical[i:i + step] = C.gradients(model, x, target, runner, args.batch_size)
-    elif args.method == "deepshap":
-      hypothetical[i:i + step] = C.deepshap(model, x, target, runner, args.references, args.steps,
-                                            batch_size=args.batch_size * 4)
-    elif args.method == "deeplift":
-      from tf_seqmodels.analysis.deeplift import deeplift
-      hypothetical[i:i + step] = deeplift(model, x, target, runner, args.references, seed=i,
-                                          batch_size=args.batch_size * 4,
-                                          strict=not args.allow_unsupported_ops)
-    else:  # ISM deltas are the hypothetical scores of each base (0 for the reference base)
-      delta = C.ism(model, x, target, runner, batch_size=args.batch_size * 16)
-      hypothetical[i:i + step] = delta - delta.mean(-1, keepdims=True)
+    hypothetical[i:i + step] = C.hypothetical_contributions(
+        model, one_hot[i:i + step], target, args.method, runner,
+        num_references=args.references, steps=args.steps, seed=i, batch_size=per_pass,
+        strict=not args.allow_unsupported_ops)
   scores_path = os.path.join(args.output_dir, "scores.h5")
   write_modisco_h5(scores_path, one_hot, hypothetical, chroms, starts,
                    {"method": args.method, "target": target.to_json(), "model": model.name})

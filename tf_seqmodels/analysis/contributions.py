@@ -6,7 +6,9 @@
     hyp = gradients(model, one_hot, target)               # [B, L, 4] d target / d input
     contrib = hyp * one_hot                               # gradient x input
     delta = ism(model, one_hot, target)                   # [B, L, 4] f(mutant) - f(x)
-    hyp, refs = deepshap(model, one_hot, target)          # expected gradients vs dinuc shuffles
+    hyp = deepshap(model, one_hot, target)                # expected gradients vs dinuc shuffles
+    hyp = hypothetical_contributions(model, one_hot, target, "gradient_x_input")  # what the CLI
+                                                          #   writes for each --method
     rows = attention_rows(model, one_hot)                 # [B, T] (Enformer: mean over layers
                                                           #   and heads, the centre query row)
     delta = window_ism(model, one_hot, target, [(s, e)])  # [B, W] window replaced by shuffles
@@ -230,21 +232,80 @@ def deepshap(model: AnalysisModel, one_hot: np.ndarray, target: Target,
              runner: Optional[BatchRunner] = None, num_references: int = 10, steps: int = 8,
              seed: int = 0, batch_size: int = 32, progress: bool = False) -> np.ndarray:
   """DeepSHAP-style hypothetical contributions [N, L, 4] against dinucleotide-shuffled
-  references (see the module docstring); multiply by `one_hot` for the actual ones."""
-  from tqdm import tqdm
+  references (see the module docstring; sequence k seeded `seed + k`); multiply by `one_hot`
+  for the actual ones."""
   _require_gradients(model)
+  return hypothetical_from_gradients(
+      "deepshap", one_hot, lambda x: gradients(model, x, target, runner, batch_size),
+      num_references=num_references, steps=steps, seed=seed, progress=progress)
+
+
+# The methods computed from input gradients alone, so from any differentiable forward function
+# (the Sonnet model here, an exported SavedModel in the Beam workers).
+GRADIENT_METHODS = ("gradient_x_input", "deepshap")
+METHODS = GRADIENT_METHODS + ("deeplift", "ism")
+
+
+def centre_bases(scores: np.ndarray) -> np.ndarray:
+  """Scores [..., 4] minus their mean over the four bases at each position: the hypothetical
+  scores TF-MoDISco expects of gradients and ISM (a change of the input that keeps it one-hot
+  moves along the mean-free directions only)."""
+  return scores - scores.mean(-1, keepdims=True)
+
+
+def hypothetical_from_gradients(method: str, one_hot: np.ndarray, gradient_fn,
+                                num_references: int = 10, steps: int = 8, seed: int = 0,
+                                progress: bool = False) -> np.ndarray:
+  """Hypothetical contributions [N, L, 4] of a GRADIENT_METHODS `method`, given
+  `gradient_fn`: one-hot [B, L, 4] -> d target / d one-hot [B, L, 4]. gradient_x_input: the
+  gradients centred over the bases; deepshap: expected gradients against `num_references`
+  dinucleotide shuffles of sequence k, seeded `seed + k`."""
   one_hot = np.asarray(one_hot, np.float32)
+  if method == "gradient_x_input":
+    return centre_bases(np.asarray(gradient_fn(one_hot), np.float32))
+  if method != "deepshap":
+    raise ValueError(f"{method!r} is not one of the gradient methods {GRADIENT_METHODS}")
   alphas = (np.arange(steps, dtype=np.float32) + 0.5) / steps
   out = np.zeros(one_hot.shape, np.float32)
-  for k in tqdm(range(len(one_hot)), desc="deepshap", unit="seq", disable=not progress):
+  sequences = range(len(one_hot))
+  if progress:  # (tqdm only here: Beam workers run this function without it)
+    from tqdm import tqdm
+    sequences = tqdm(sequences, desc="deepshap", unit="seq")
+  for k in sequences:
     refs = dinucleotide_shuffles(one_hot[k], num_references, seed + k)  # [R, L, 4]
     paths = refs[:, None] + alphas[None, :, None, None] * (one_hot[k] - refs)[:, None]
-    grads = gradients(model, paths.reshape(-1, *one_hot.shape[1:]), target, runner, batch_size)
+    grads = np.asarray(gradient_fn(paths.reshape(-1, *one_hot.shape[1:])), np.float32)
     multipliers = grads.reshape(num_references, steps, *one_hot.shape[1:]).mean(axis=1)
     # hypothetical(b, i) = m[i, b] - sum_c r[i, c] m[i, c], averaged over references.
     baseline = (refs * multipliers).sum(-1, keepdims=True)
     out[k] = (multipliers - baseline).mean(axis=0)
   return out
+
+
+def hypothetical_contributions(model: AnalysisModel, one_hot: np.ndarray, target: Target,
+                               method: str, runner: Optional[BatchRunner] = None, *,
+                               num_references: int = 10, steps: int = 8, seed: int = 0,
+                               batch_size: int = 16, strict: bool = True,
+                               progress: bool = False) -> np.ndarray:
+  """The hypothetical contributions [N, L, 4] that `tf-seqmodels contributions --method`
+  writes (TF-MoDISco's `shap/seq`; times `one_hot` gives the projected scores): centred
+  gradients (gradient_x_input), DeepSHAP-style expected gradients (deepshap), DeepLIFT rescale
+  rule (deeplift; `strict`: refuse ops without a rule), or ISM deltas centred over the bases
+  (ism). Sequence k's references are seeded `seed + k`. `batch_size` counts sequences per
+  forward pass."""
+  if method in GRADIENT_METHODS:
+    _require_gradients(model)
+    return hypothetical_from_gradients(
+        method, one_hot, lambda x: gradients(model, x, target, runner, batch_size),
+        num_references=num_references, steps=steps, seed=seed, progress=progress)
+  if method == "deeplift":
+    from tf_seqmodels.analysis.deeplift import deeplift
+    return deeplift(model, one_hot, target, runner, num_references, seed=seed,
+                    batch_size=batch_size, strict=strict, progress=progress)
+  if method == "ism":
+    return centre_bases(ism(model, one_hot, target, runner, batch_size=batch_size,
+                            progress=progress))
+  raise ValueError(f"unknown contribution method {method!r}; methods: {', '.join(METHODS)}")
 
 
 def attention_rows(model: AnalysisModel, one_hot: np.ndarray, query_bin: Optional[int] = None,

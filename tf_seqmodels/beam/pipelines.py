@@ -264,17 +264,19 @@ def predict_beam(model, *, genome: str, run: BeamRun, output: str,
 
 # --- contributions -------------------------------------------------------------------------------
 
-BEAM_METHODS = ("ism",)
-
-
-def ism_beam(model, fasta: str, centres, target, *, run: BeamRun, output_dir: str,
-             model_source: Optional[str] = None, batch_size: int = 8) -> np.ndarray:
-  """`tf-seqmodels contributions --method ism` as a Beam pipeline: hypothetical contributions
-  [N, L, 4] of the windows centred on `centres` ((chrom, centre) pairs), in their order. The
-  windows are cut in the workers; each region's substitutions run through `RunInference`
-  `batch_size * 16` sequences at a time, as the single-process ISM batches them."""
+def contributions_beam(model, fasta: str, centres, target, method: str, *, run: BeamRun,
+                       output_dir: str, model_source: Optional[str] = None, batch_size: int = 8,
+                       num_references: int = 10, steps: int = 8) -> np.ndarray:
+  """`tf-seqmodels contributions --method {ism,gradient_x_input,deepshap}` as a Beam pipeline:
+  hypothetical contributions [N, L, 4] of the windows centred on `centres` ((chrom, centre)
+  pairs), in their order, as the single-process command computes them
+  (`analysis.contributions.hypothetical_contributions`). The windows are cut in the workers;
+  ISM runs each region's substitutions through `RunInference`, `batch_size * 16` sequences at
+  a time; the gradient methods differentiate the SavedModel's `predict_dna_on_batch` in the
+  workers (`worker.GradientScores`; region k's DeepSHAP references seeded k, as locally)."""
   import apache_beam as beam
   from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
+  from tf_seqmodels.analysis.contributions import GRADIENT_METHODS
   from tf_seqmodels.beam import worker
   from tf_seqmodels.data.genome import Genome
 
@@ -291,16 +293,23 @@ def ism_beam(model, fasta: str, centres, target, *, run: BeamRun, output_dir: st
     write_inputs(work, ((i, chrom, int(centre) - length // 2, int(centre) - length // 2 + length)
                         for i, (chrom, centre) in enumerate(centres)))
     shards = os.path.join(work, "shards")
-    handler = worker.SavedModelHandler(savedmodel, heads=[target.head], max_batch_size=1,
-                                       max_sequences=batch_size * 16)
     with pipeline(run) as p:
-      (read_inputs(p, work)
-       | "windows" >> beam.ParDo(worker.GenomeWindows(os.path.abspath(fasta)))
-       | "substitutions" >> beam.ParDo(worker.IsmCopies())
-       | "model" >> RunInference(KeyedModelHandler(handler))
-       | "ism" >> beam.ParDo(worker.IsmScores(target, axis))
-       | "write" >> beam.ParDo(worker.WriteShards(shards, "ism")))
-    rows = list(merged_rows(work, "ism"))
+      windows = (read_inputs(p, work)
+                 | "windows" >> beam.ParDo(worker.GenomeWindows(os.path.abspath(fasta))))
+      if method in GRADIENT_METHODS:
+        scores = windows | method >> beam.ParDo(worker.GradientScores(
+            savedmodel, target, axis, method, batch_size=batch_size * (4 if method == "deepshap"
+                                                                        else 1),
+            num_references=num_references, steps=steps))
+      else:
+        handler = worker.SavedModelHandler(savedmodel, heads=[target.head], max_batch_size=1,
+                                           max_sequences=batch_size * 16)
+        scores = (windows
+                  | "substitutions" >> beam.ParDo(worker.IsmCopies())
+                  | "model" >> RunInference(KeyedModelHandler(handler))
+                  | "ism" >> beam.ParDo(worker.IsmScores(target, axis)))
+      _ = scores | "write" >> beam.ParDo(worker.WriteShards(shards, "contributions"))
+    rows = list(merged_rows(work, "contributions"))
   if len(rows) != len(centres):
     raise RuntimeError(f"the pipeline returned {len(rows)} of {len(centres)} regions")
   return np.stack([row[4] for row in rows])

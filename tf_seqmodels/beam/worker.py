@@ -26,7 +26,7 @@ import numpy as np
 from apache_beam import DoFn, pvalue
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
-from tf_seqmodels.analysis.contributions import target_value
+from tf_seqmodels.analysis.contributions import hypothetical_from_gradients, target_value
 from tf_seqmodels.analysis.variants import (VariantScoringConfig, reduce_copies, statistic,
                                             variant_targets, variant_windows, TSSIndex)
 from tf_seqmodels.data.encoding import (indices_to_one_hot, one_hot_encode,
@@ -301,6 +301,48 @@ class IsmScores(DoFn):
     delta = np.zeros((copies.shape[1], 4), np.float32)
     delta[sites, bases] = values[1:] - values[0]
     yield index, chrom, start, copies[0], delta - delta.mean(-1, keepdims=True)
+
+
+class GradientScores(DoFn):
+  """((index, chrom, start), indices [1, L]) -> (index, chrom, start, window, hypothetical
+  [L, 4]) of a gradient method (`contributions.hypothetical_from_gradients`): d target /
+  d one-hot of the SavedModel's `predict_dna_on_batch` (restored SavedModel functions are
+  differentiable), `batch_size` sequences per pass; DeepSHAP references seeded by the index."""
+
+  def __init__(self, path: str, target, position_axis: Optional[int], method: str, *,
+               batch_size: int, num_references: int, steps: int):
+    self._path = path
+    self._target = target
+    self._axis = position_axis
+    self._method = method
+    self._batch_size = batch_size
+    self._num_references = num_references
+    self._steps = steps
+    self._loaded = self._forward = None
+
+  def setup(self) -> None:
+    import tensorflow as tf
+    self._loaded = tf.saved_model.load(self._path)  # (kept: its functions use its variables)
+    self._forward, _ = saved_model_functions(self._loaded, "dna")
+
+  def _gradients(self, one_hot: np.ndarray) -> np.ndarray:
+    import tensorflow as tf
+    chunks = []
+    for start in range(0, len(one_hot), self._batch_size):
+      x = tf.constant(one_hot[start:start + self._batch_size], tf.float32)
+      with tf.GradientTape() as tape:
+        tape.watch(x)
+        value = target_value(self._target, self._forward(x), self._axis)
+      chunks.append(tape.gradient(value, x).numpy())
+    return np.concatenate(chunks)
+
+  def process(self, element):
+    (index, chrom, start), window = element
+    window = np.asarray(window)[0]
+    hypothetical = hypothetical_from_gradients(
+        self._method, indices_to_one_hot(window)[None], self._gradients,
+        num_references=self._num_references, steps=self._steps, seed=index)
+    yield index, chrom, start, window, hypothetical[0]
 
 
 # --- sharded outputs -------------------------------------------------------------------------

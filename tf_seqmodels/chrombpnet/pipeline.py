@@ -572,12 +572,9 @@ def hypothetical_scores(model, one_hot: np.ndarray, target: str, method: str,
   runner = BatchRunner()
   spec = C.Target(head=COUNTS_HEAD, kind="sum") if target == "counts" else \
       C.Target(head=PROFILE_HEAD, kind="profile")
-  if method == "gradient":
-    grads = C.gradients(analysis, one_hot, spec, runner, batch_size)
-    return grads - grads.mean(axis=-1, keepdims=True)
-  from tf_seqmodels.analysis.deeplift import deeplift
-  return deeplift(analysis, one_hot, spec, runner, references, seed=seed, batch_size=batch_size,
-                  progress=progress)
+  return C.hypothetical_contributions(
+      analysis, one_hot, spec, "gradient_x_input" if method == "gradient" else "deeplift",
+      runner, num_references=references, seed=seed, batch_size=batch_size, progress=progress)
 
 
 def _run_contributions(p: Pipeline) -> dict:
