@@ -121,6 +121,27 @@ def test_rerun_skips_every_step(sim, run, capsys):
   assert before == after
 
 
+def test_export_step_runs_last_and_alone(sim, run, capsys):
+  """Without --no-export the finished run only exports: the accessibility model with and
+  without its bias, as TF-Hub SavedModels equal to the trained model."""
+  import tensorflow as tf
+  from tf_seqmodels.model_source import ModelSource, load_model
+  out, _ = run
+  before = {s: os.path.getmtime(out / "steps" / f"{s}.json") for s in STEPS if s != "export"}
+  assert cli.main([a for a in command(sim, out) if a != "--no-export"]) == 0
+  assert before == {s: os.path.getmtime(out / "steps" / f"{s}.json") for s in before}
+  assert (out / "steps" / "export.json").exists()
+  model = load_model(ModelSource(str(out / "models" / "chrombpnet"))).model
+  x = np.eye(4, dtype=np.float32)[np.random.default_rng(0).integers(0, 4, (2, 400))]
+  for name, expected in (("chrombpnet", model), ("chrombpnet_nobias", model.without_bias())):
+    loaded = tf.saved_model.load(str(out / "export" / name / "savedmodel"))
+    got = loaded.model.predict_on_batch(tf.constant(x))
+    want = expected(tf.constant(x), is_training=False)
+    assert sorted(got) == sorted(want)
+    for head in want:
+      np.testing.assert_allclose(got[head].numpy(), want[head].numpy(), rtol=1e-4, atol=1e-5)
+
+
 def test_killed_run_resumes_after_the_last_complete_step(sim, tmp_path):
   out = tmp_path / "out"
   process = subprocess.Popen([sys.executable, "-m", "tf_seqmodels.cli", *command(sim, out)],
