@@ -18,7 +18,8 @@ every test here (as Sonnet tests every module for checkpointing, SavedModel, dis
   exported signatures refusing wrongly shaped inputs, and the exports' declared accepted
   lengths agreeing with the model's `check_length`.
 
-One model is built per name (module-scoped fixtures), and the suite keeps to demo sizes.
+One model is built per name (module-scoped fixtures), at its smallest registered size
+(`tiny_config`, else `demo_config`).
 Run directly as `python tests/test_conformance.py replicator OUT.json` it is the worker of the
 Replicator test.
 """
@@ -93,7 +94,7 @@ def task_targets(model, outputs, seed):
 
 
 def one_trainer_step(name, strategy=None):
-  """Builds `name`'s demo model under `strategy`, trains one step of BATCH examples with its
+  """Builds `name`'s smallest model under `strategy`, trains one step of BATCH examples with its
   derived task; returns {"loss", "changed", "total", "finite", "replicas", "strategy"}."""
   import tensorflow as tf
   from tf_seqmodels.models import build_model, get_entry
@@ -102,7 +103,7 @@ def one_trainer_step(name, strategy=None):
   from tf_seqmodels.training.trainer import Trainer, TrainerConfig
   info = strategy or describe_strategy()
   with info.strategy.scope():
-    model = build_model(name, get_entry(name).demo_config())
+    model = build_model(name, get_entry(name).smallest_config())
     inputs = model.example_inputs(BATCH, seed=3)
     # Variables are created lazily: by an eager call in a replica (cross-replica BatchNorm
     # runs only there; tracing cannot create replicated variables).
@@ -161,12 +162,13 @@ if __name__ != "__main__":
 
 @pytest.fixture(scope="module", params=NAMES if __name__ != "__main__" else [])
 def case(request):
-  """One demo model per registered name, built and seeded, with example inputs and outputs."""
+  """One model per registered name at its smallest size (`tiny_config`, else the demo
+  configuration), built and seeded, with example inputs and outputs."""
   name = request.param
   entry = get_entry(name)
   assert entry.demo_config is not None, f"register {name!r} with a demo_config"
   tf.random.set_seed(0)
-  model = build_model(name, entry.demo_config())
+  model = build_model(name, entry.smallest_config())
   model.ensure_built()
   inputs = model.example_inputs(2, seed=1)
   outputs = {k: v.numpy() for k, v in model(_constant(inputs), is_training=False).items()}

@@ -172,9 +172,18 @@ def enformer_demo_config() -> EnformerConfig:
                         target_length=64)
 
 
+def enformer_tiny_config() -> EnformerConfig:
+  """Every part of the architecture (stem, 6-block conv tower to 128-bp bins, one
+  transformer layer with relative positions, crop, two organism heads) at toy widths on 1 kb."""
+  return EnformerConfig(channels=48, num_transformer_layers=1, num_heads=2, key_size=8,
+                        filters_divisible_by=8, heads={"human": 5, "mouse": 3},
+                        sequence_length=1024, target_length=4)
+
+
 @register_model("enformer", EnformerConfig, "Enformer (Avsec et al. 2021): conv tower + "
                 "relative-position transformer, 128-bp track heads",
-                demo_config=enformer_demo_config, search_space={
+                demo_config=enformer_demo_config, tiny_config=enformer_tiny_config,
+                search_space={
                     "model.config.channels": {"type": "choice", "values": [768, 1152, 1536]},
                     "model.config.num_transformer_layers": {"type": "int", "min": 4, "max": 11},
                     "model.config.num_heads": {"type": "choice", "values": [4, 8]},

@@ -31,6 +31,14 @@ class ModelEntry:
   search_space: Mapping[str, ParamSpec] = dataclasses.field(default_factory=dict)
   # Defaults of the family's training recipe (e.g. the DREAM recipe's max_learning_rate).
   recipe: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+  # The smallest configuration that still runs every code path of the family (toy widths and
+  # lengths, few tracks): the size of the conformance suite. None: the demo configuration.
+  tiny_config: Optional[Callable[[], Config]] = None
+
+  def smallest_config(self) -> Config:
+    """`tiny_config()`, else `demo_config()`, else the published defaults."""
+    make = self.tiny_config or self.demo_config or self.config_class
+    return make()
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
@@ -39,12 +47,15 @@ _REGISTRY: dict[str, ModelEntry] = {}
 def register_model(name: str, config_class: Type[Config], description: str = "",
                    demo_config: Optional[Callable[[], Config]] = None, *,
                    search_space: Optional[Mapping[str, Any]] = None,
-                   recipe: Optional[Mapping[str, Any]] = None):
+                   recipe: Optional[Mapping[str, Any]] = None,
+                   tiny_config: Optional[Callable[[], Config]] = None):
   """Class decorator adding a model family to the registry under `name`.
 
   Args:
     search_space: {run-config path: ParamSpec or its mapping}, the tuner's default space.
     recipe: defaults of the family's training recipe (e.g. {"max_learning_rate": 0.005}).
+    tiny_config: where the demo configuration is too large for a many-model test suite, the
+      smallest configuration that still runs every code path.
   """
   space = parse_space(search_space or {}, f"model {name!r}")
 
@@ -52,7 +63,7 @@ def register_model(name: str, config_class: Type[Config], description: str = "",
     if name in _REGISTRY:
       raise ValueError(f"model {name!r} is already registered")
     _REGISTRY[name] = ModelEntry(name, model_class, config_class, description, demo_config,
-                                 space, dict(recipe or {}))
+                                 space, dict(recipe or {}), tiny_config)
     model_class.registry_name = name
     return model_class
 
