@@ -161,6 +161,38 @@ def test_gene_mode_centres_the_tss_bins(genome_dir, tmp_path):
   assert results[3] == pytest.approx(0.0) and results[None] == pytest.approx(-2.0)
 
 
+def test_variants_sharing_a_reference_window_share_its_prediction(genome_dir, tmp_path):
+  """Gene mode scores every SNV near a TSS in the TSS's window: one reference prediction per
+  batch serves them all (and the alleles of one site), with the scores of one-by-one runs."""
+  directory, chr1 = genome_dir
+
+  class CountingRunner(BatchRunner):
+    sequences = 0
+
+    def predict(self, model, one_hot, is_reverse=False):
+      CountingRunner.sequences += len(one_hot)
+      return super().predict(model, one_hot, is_reverse=is_reverse)
+
+  sites = (SITE + 2, SITE + 20, SITE + 60, SITE + 61)
+  variants = [Variant("chr1", p, f"v{p}", chr1[p - 1], b) for p in sites
+              for b in "ACGT" if b != chr1[p - 1]][:8]
+  genes = [("chr1", SITE + 50, "geneA")]
+  config = VariantScoringConfig(shifts=(0, 1), reverse_complement=True, batch_size=8)
+  model = AnalysisModel(MotifModel())
+  with Genome(str(directory / "genome.fa")) as genome:
+    CountingRunner.sequences = 0
+    together, = list(score_variants(model, variants, genome, config, runner=CountingRunner(),
+                                    genes=genes))
+    # 1 probe + (1 shared reference + 8 alternatives) x 2 shifts x 2 strands
+    assert CountingRunner.sequences == 1 + (1 + 8) * 2 * 2
+    alone = [next(score_variants(model, [v], genome, config, genes=genes)) for v in variants]
+  for head, statistics in together.scores.items():
+    for name, value in statistics.items():
+      np.testing.assert_allclose(value, np.concatenate([a.scores[head][name] for a in alone]),
+                                 rtol=1e-6, atol=1e-7, err_msg=f"{head} {name}")
+  assert np.abs(together.scores["total"]["diff"]).max() > 0
+
+
 def test_pca_summary_and_tsv_output(genome_dir, tmp_path):
   scores = np.random.default_rng(0).normal(size=(30, 8)) @ np.diag([5, 3, 1, 1, .1, .1, .1, .1])
   summary = pca_summary(scores, 3)

@@ -444,10 +444,14 @@ def score_variants(model: AnalysisModel, variants: Iterable[Variant], genome: Ge
     alt = np.stack([np.stack([a for _, a in row]) for row in pairs])
     if heads is None:
       heads = scored_heads(model, runner.predict(model, one_hot_indices(ref[:1, 0])), config)
-    both = averaged_predictions(model, runner, np.concatenate([ref, alt]), config, list(heads))
-    n = len(batch)
-    ref_pred = {h: v[:n] for h, v in both.items()}
-    alt_pred = {h: v[n:] for h, v in both.items()}
+    # Variants whose reference windows are the same (the alleles of one site; in gene mode,
+    # every SNV scored in one TSS's window) share one reference prediction.
+    shared, which = np.unique(ref.reshape(len(ref), -1), axis=0, return_inverse=True)
+    shared = shared.reshape((-1,) + ref.shape[1:])
+    both = averaged_predictions(model, runner, np.concatenate([shared, alt]), config, list(heads))
+    which = which.reshape(-1)
+    ref_pred = {h: v[:len(shared)][which] for h, v in both.items()}
+    alt_pred = {h: v[len(shared):] for h, v in both.items()}
     yield ScoredBatch([b[0] for b in batch], [b[1] for b in batch], [b[2] for b in batch],
                       ref_pred, alt_pred, _score(model, heads, ref_pred, alt_pred, config))
 
