@@ -58,6 +58,7 @@ def run(args) -> int:
   import numpy as np
   from tqdm import tqdm
   from tf_seqmodels.analysis import contributions as C
+  from tf_seqmodels.analysis.hypothetical import hypothetical_contributions
   from tf_seqmodels.analysis.contribution_outputs import (write_contribution_bigwig,
                                                           write_modisco_h5)
   from tf_seqmodels.analysis.logos import plot_contribution_logo
@@ -128,7 +129,7 @@ def run(args) -> int:
   per_pass = {"deepshap": 4, "deeplift": 4, "ism": 16}.get(args.method, 1) * step
   batches = () if beam else range(0, len(one_hot), step)  # (the pipeline scored them all)
   for i in tqdm(batches, desc=f"contributions ({args.method})", unit="batch", disable=args.quiet):
-    hypothetical[i:i + step] = C.hypothetical_contributions(
+    hypothetical[i:i + step] = hypothetical_contributions(
         model, one_hot[i:i + step], target, args.method, runner,
         num_references=args.references, steps=args.steps, seed=i, batch_size=per_pass,
         strict=not args.allow_unsupported_ops)

@@ -7,8 +7,9 @@
     contrib = hyp * one_hot                               # gradient x input
     delta = ism(model, one_hot, target)                   # [B, L, 4] f(mutant) - f(x)
     hyp = deepshap(model, one_hot, target)                # expected gradients vs dinuc shuffles
-    hyp = hypothetical_contributions(model, one_hot, target, "gradient_x_input")  # what the CLI
-                                                          #   writes for each --method
+    hyp = hypothetical_from_gradients("gradient_x_input", one_hot, grad_fn)  # centred
+                                                          #   (what `contributions` writes:
+                                                          #   analysis.hypothetical)
     rows = attention_rows(model, one_hot)                 # [B, T] (Enformer: mean over layers
                                                           #   and heads, the centre query row)
     delta = window_ism(model, one_hot, target, [(s, e)])  # [B, W] window replaced by shuffles
@@ -243,7 +244,6 @@ def deepshap(model: AnalysisModel, one_hot: np.ndarray, target: Target,
 # The methods computed from input gradients alone, so from any differentiable forward function
 # (the Sonnet model here, an exported SavedModel in the Beam workers).
 GRADIENT_METHODS = ("gradient_x_input", "deepshap")
-METHODS = GRADIENT_METHODS + ("deeplift", "ism")
 
 
 def centre_bases(scores: np.ndarray) -> np.ndarray:
@@ -280,32 +280,6 @@ def hypothetical_from_gradients(method: str, one_hot: np.ndarray, gradient_fn,
     baseline = (refs * multipliers).sum(-1, keepdims=True)
     out[k] = (multipliers - baseline).mean(axis=0)
   return out
-
-
-def hypothetical_contributions(model: AnalysisModel, one_hot: np.ndarray, target: Target,
-                               method: str, runner: Optional[BatchRunner] = None, *,
-                               num_references: int = 10, steps: int = 8, seed: int = 0,
-                               batch_size: int = 16, strict: bool = True,
-                               progress: bool = False) -> np.ndarray:
-  """The hypothetical contributions [N, L, 4] that `tf-seqmodels contributions --method`
-  writes (TF-MoDISco's `shap/seq`; times `one_hot` gives the projected scores): centred
-  gradients (gradient_x_input), DeepSHAP-style expected gradients (deepshap), DeepLIFT rescale
-  rule (deeplift; `strict`: refuse ops without a rule), or ISM deltas centred over the bases
-  (ism). Sequence k's references are seeded `seed + k`. `batch_size` counts sequences per
-  forward pass."""
-  if method in GRADIENT_METHODS:
-    _require_gradients(model)
-    return hypothetical_from_gradients(
-        method, one_hot, lambda x: gradients(model, x, target, runner, batch_size),
-        num_references=num_references, steps=steps, seed=seed, progress=progress)
-  if method == "deeplift":
-    from tf_seqmodels.analysis.deeplift import deeplift
-    return deeplift(model, one_hot, target, runner, num_references, seed=seed,
-                    batch_size=batch_size, strict=strict, progress=progress)
-  if method == "ism":
-    return centre_bases(ism(model, one_hot, target, runner, batch_size=batch_size,
-                            progress=progress))
-  raise ValueError(f"unknown contribution method {method!r}; methods: {', '.join(METHODS)}")
 
 
 def attention_rows(model: AnalysisModel, one_hot: np.ndarray, query_bin: Optional[int] = None,

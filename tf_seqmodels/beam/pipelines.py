@@ -270,7 +270,7 @@ def contributions_beam(model, fasta: str, centres, target, method: str, *, run: 
   """`tf-seqmodels contributions --method {ism,gradient_x_input,deepshap}` as a Beam pipeline:
   hypothetical contributions [N, L, 4] of the windows centred on `centres` ((chrom, centre)
   pairs), in their order, as the single-process command computes them
-  (`analysis.contributions.hypothetical_contributions`). The windows are cut in the workers;
+  (`analysis.hypothetical.hypothetical_contributions`). The windows are cut in the workers;
   ISM runs each region's substitutions through `RunInference`, `batch_size * 16` sequences at
   a time; the gradient methods differentiate the SavedModel's `predict_dna_on_batch` in the
   workers (`worker.GradientScores`; region k's DeepSHAP references seeded k, as locally)."""

@@ -566,13 +566,14 @@ def hypothetical_scores(model, one_hot: np.ndarray, target: str, method: str,
   profile/counts model: DeepLIFT (DeepSHAP rescale rule against dinucleotide shuffles) or
   gradients mean-centred across the four bases (what TF-MoDISco expects of gradients)."""
   from tf_seqmodels.analysis import contributions as C
+  from tf_seqmodels.analysis.hypothetical import hypothetical_contributions
   from tf_seqmodels.analysis.inference import AnalysisModel, BatchRunner
   from tf_seqmodels.models.bpnet import COUNTS_HEAD, PROFILE_HEAD
   analysis = AnalysisModel(model)
   runner = BatchRunner()
   spec = C.Target(head=COUNTS_HEAD, kind="sum") if target == "counts" else \
       C.Target(head=PROFILE_HEAD, kind="profile")
-  return C.hypothetical_contributions(
+  return hypothetical_contributions(
       analysis, one_hot, spec, "gradient_x_input" if method == "gradient" else "deeplift",
       runner, num_references=references, seed=seed, batch_size=batch_size, progress=progress)
 
