@@ -142,7 +142,7 @@ def test_score_variants_tsv_from_saved_model(setup, tmp_path):
           == (tmp_path / "local.tsv.skipped.tsv").read_text())
 
 
-def test_predict_and_ism_contributions_equal_single_process(setup, tmp_path):
+def test_predict_and_contributions_equal_single_process(setup, tmp_path):
   d, chr1 = setup
   records = "".join(f">r{i}\n{chr1[300 * i:300 * i + 512]}\n" for i in range(5))
   (tmp_path / "in.fa").write_text(records)
@@ -151,13 +151,15 @@ def test_predict_and_ism_contributions_equal_single_process(setup, tmp_path):
   assert main(common + ["--output", str(tmp_path / "local.h5")]) == 0
   assert main(common + ["--output", str(tmp_path / "beam.h5"), "--runner", "beam"]) == 0
   _assert_same_h5(tmp_path / "local.h5", tmp_path / "beam.h5", rtol=1e-5, atol=1e-6)
-  # Regions (a narrowPeak summit; a window past the chromosome start), both strands averaged.
+  # Regions (a narrowPeak summit; a window past the chromosome start), both strands averaged,
+  # in two worker processes.
   (tmp_path / "peaks.narrowPeak").write_text("chr1\t900\t1100\t.\t0\t.\t1\t1\t1\t50\n"
                                              "chr2\t10\t100\t.\t0\t.\t1\t1\t1\t-1\n")
   common = common[:-4] + ["--regions", str(tmp_path / "peaks.narrowPeak"), "--genome",
                           str(d / "genome.fa"), "--reverse-complement", "--batch-size", "2"]
   assert main(common + ["--output", str(tmp_path / "local_regions.h5")]) == 0
-  assert main(common + ["--output", str(tmp_path / "beam_regions.h5"), "--runner", "beam"]) == 0
+  assert main(common + ["--output", str(tmp_path / "beam_regions.h5"), "--runner", "beam",
+                        "--beam-options", MULTI_PROCESS]) == 0
   _assert_same_h5(tmp_path / "local_regions.h5", tmp_path / "beam_regions.h5", rtol=1e-5,
                   atol=1e-6)
   with h5py.File(tmp_path / "beam_regions.h5") as f:
@@ -170,11 +172,13 @@ def test_predict_and_ism_contributions_equal_single_process(setup, tmp_path):
   for method in ("ism", "gradient_x_input", "deepshap"):
     out = tmp_path / method
     assert main(common + ["--method", method, "--output-dir", str(out / "local")]) == 0
+    workers = ["--beam-options", MULTI_PROCESS] if method == "deepshap" else []
     assert main(common + ["--method", method, "--output-dir", str(out / "beam"),
-                          "--runner", "beam"]) == 0
+                          "--runner", "beam", *workers]) == 0
     # The local run evaluates (and differentiates) the Sonnet model in a graph; the pipeline
     # its parity-checked export: equal to float32 rounding. Region 3 (past a batch of 2)
-    # has the same DeepSHAP references in both: seeded by its index.
+    # has the same DeepSHAP references in both: seeded by its index (DeepSHAP in two worker
+    # processes).
     _assert_same_h5(out / "local" / "scores.h5", out / "beam" / "scores.h5", rtol=1e-4,
                     atol=1e-5)
     assert (out / "beam" / "regions.bed").read_text() == (out / "local" / "regions.bed").read_text()
@@ -183,7 +187,7 @@ def test_predict_and_ism_contributions_equal_single_process(setup, tmp_path):
     hypothetical = f["shap/seq"][()]  # [N, 4, L]: centred over the bases for TF-MoDISco
     np.testing.assert_allclose(hypothetical.sum(1), 0, atol=1e-6)
     assert np.abs(hypothetical).max() > 0
-  _assert_package_classes_untouched()  # in-process runs ship nothing
+  _assert_package_classes_untouched()
 
 
 def test_without_beam_one_line_naming_the_extra(setup, tmp_path, monkeypatch, capsys):
