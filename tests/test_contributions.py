@@ -299,3 +299,13 @@ def test_attention_of_a_model_without_attention_is_a_clear_error():
   with pytest.raises(NoAttentionError, match="BPNet has no attention weights"):
     model.attention_weights(x)
   assert issubclass(NoAttentionError, ValueError)
+
+
+def test_the_command_offers_every_method_and_beam_the_ones_it_can_run():
+  """The CLI keeps its method lists literal (help must not import TensorFlow); they name the
+  methods `analysis.hypothetical` computes, and Beam the gradient methods plus ISM."""
+  from tf_seqmodels import cli_contributions
+  from tf_seqmodels.analysis import hypothetical
+  assert set(hypothetical.METHODS) <= set(cli_contributions.METHODS)
+  assert set(cli_contributions.METHODS) - set(hypothetical.METHODS) == {"attention", "window_ism"}
+  assert set(cli_contributions.BEAM_METHODS) == set(C.GRADIENT_METHODS) | {"ism"}
