@@ -205,3 +205,34 @@ def test_gradient_hypothetical_scores_are_mean_centred():
     if target == "counts":  # the centred gradient of the summed log counts
       grad = tape.gradient(value, inputs).numpy()
       np.testing.assert_allclose(hyp, grad - grad.mean(-1, keepdims=True), atol=1e-5)
+
+
+def test_modisco_giving_up_is_a_reported_step_result_not_a_crash(tmp_path, monkeypatch):
+  """modisco-lite stops with a ZeroDivisionError when one sign has no null seqlets (seen on a
+  bench run): `run_modisco` turns it into its ValueError, which the pipeline records."""
+  import modiscolite
+  from tf_seqmodels.analysis.contribution_outputs import write_modisco_h5
+  from tf_seqmodels.chrombpnet.motifs import run_modisco
+  rng = np.random.default_rng(0)
+  one_hot = np.eye(4, dtype=np.float32)[rng.integers(0, 4, (6, 100))]
+  write_modisco_h5(str(tmp_path / "scores.h5"), one_hot, one_hot * 0.1, ["chr1"] * 6,
+                   list(range(0, 600, 100)))
+
+  def gives_up(**kwargs):
+    raise ZeroDivisionError("division by zero")
+  monkeypatch.setattr(modiscolite.tfmodisco, "TFMoDISco", gives_up)
+  with pytest.raises(ValueError, match=r"modisco-lite failed on .*scores.h5 \(6 regions, window "
+                     r"100\): no null seqlets of one sign .* \(too few regions or seqlets\?\)"):
+    run_modisco(tmp_path / "scores.h5", tmp_path / "modisco.h5")
+  assert not (tmp_path / "modisco.h5").exists()
+
+
+def test_verbose_reaches_the_pipeline_before_or_after_the_subcommand():
+  from tf_seqmodels.cli import make_parser
+  required = ["--fragments", "f.tsv", "--genome", "g.fa", "--peaks", "p.bed", "--output-dir", "o"]
+  parse = make_parser().parse_args
+  assert parse(["--verbose", "chrombpnet", "pipeline", *required]).verbose is True
+  assert parse(["chrombpnet", "pipeline", *required, "--verbose"]).verbose is True
+  assert getattr(parse(["chrombpnet", "pipeline", *required]), "verbose", False) is False
+  assert parse(["--verbose", "predict", "--model", "m", "--fasta", "x.fa", "--output",
+                "o.h5"]).verbose is True

@@ -115,6 +115,13 @@ nonnegative_float = _number(float, 0.0)
 
 
 def add_verbose(parser) -> None:
+  """`--verbose` on `parser` and on every subcommand below it (`chrombpnet pipeline`). Its
+  default is SUPPRESS: a subcommand's parser must not reset a `--verbose` given before it
+  (argparse writes a subparser's defaults over the parent's values)."""
   if not any("--verbose" in a.option_strings for a in parser._actions):  # pylint: disable=protected-access
-    parser.add_argument("--verbose", action="store_true", help="show TensorFlow's logs and full "
-                        "tracebacks (for debugging)")
+    parser.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS,
+                        help="show TensorFlow's logs and full tracebacks (for debugging)")
+  for action in parser._actions:  # pylint: disable=protected-access
+    if isinstance(action, argparse._SubParsersAction):  # pylint: disable=protected-access
+      for subcommand in action.choices.values():
+        add_verbose(subcommand)

@@ -75,9 +75,13 @@ def run_modisco(scores_h5: PathLike, output_h5: PathLike, window: Optional[int] 
         one_hot=seq, hypothetical_contribs=hyp, max_seqlets_per_metacluster=max_seqlets,
         sliding_window_size=20, flank_size=5, trim_to_window_size=30, initial_flank_to_add=10,
         final_flank_to_add=0, target_seqlet_fdr=0.05, n_leiden_runs=n_leiden, verbose=False)
-  except ValueError as e:
+  except (ValueError, ZeroDivisionError) as e:
+    # modisco-lite gives up on too few seqlets: a ValueError from its clustering, or a
+    # ZeroDivisionError from its FDR threshold when one sign has no null seqlets at all.
+    reason = str(e) if isinstance(e, ValueError) else \
+        f"no null seqlets of one sign to set its FDR threshold ({type(e).__name__}: {e})"
     raise ValueError(f"modisco-lite failed on {os.fspath(scores_h5)} ({len(seq)} regions, window "
-                     f"{window}): {e} (too few regions or seqlets?)") from None
+                     f"{window}): {reason} (too few regions or seqlets?)") from None
   with atomic_output(os.fspath(output_h5)) as tmp:
     modiscolite.io.save_hdf5(tmp, pos, neg, window)
   return len(pos or []) + len(neg or [])
