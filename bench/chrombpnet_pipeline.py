@@ -13,15 +13,20 @@ with and without the bias, test metrics. Larger than the CI test by default (6 x
 Rerunning with the same --out reuses the finished steps (a resumability demonstration);
 pass --fresh to start over.
 
-Measured (2026-12, shared 2-core x86 CPU at load average ~12, i.e. ~6x oversubscribed: upper
-bounds) with `--chromosomes 5 --chromosome-length 250000 --input-length 800 --output-length 400
---filters 48 --layers 4 --bias-filters 24 --bias-layers 3 --epochs 3 --steps-per-epoch 80`
-(161,148 fragments, 615 peaks): reads 7.8 s, regions 0.6 s, bias 438 s, bias_qc 12 s,
-chrombpnet 1,296 s, evaluate 46 s, tracks 76 s; DeepLIFT contributions had not finished when
-the 40-minute limit stopped the run. The CI-sized test run (tests/test_chrombpnet_pipeline.py,
-4 x 150 kb, 400 bp inputs) took 882 s on the same loaded machine: reads 4.5, regions 0.3,
-bias 128, bias_qc 27, chrombpnet 183, evaluate 33, tracks 42, contributions 135 (DeepLIFT, 4
-references), modisco 276, footprints 28, report 25 s.
+Measured (2026-12-07, the 2-core x86 development machine, otherwise idle; JSON in
+bench/results/chrombpnet_pipeline.json) with `--chromosomes 4 --chromosome-length 250000
+--input-length 800 --output-length 400 --filters 48 --layers 4 --bias-filters 24 --bias-layers 3
+--epochs 3 --steps-per-epoch 60 --contrib-method gradient` (the whole pipeline, 424 s): reads
+1.9 s, regions 0.2, bias 152, bias_qc 9.3, chrombpnet 180, evaluate 5.5, tracks 7.1,
+contributions 11.8, modisco 29.1, footprints 11.1, report 6.1, export 10.5 s. Checks: shift
++4/-5 detected, enzyme k-mer GCANTGC, bias footprint 32x uniform for the enzyme and 3.8x for
+CTCF with no counts response (log2 FC -0.008, no flag), enzyme footprint 33x with the bias and
+1.1x without ("corrected"), TF-MoDISco on the profile contributions finds CTCF (best match
+0.99); on the counts contributions modisco-lite gave up at this size (no null seqlets of one
+sign; the step records it and the run goes on). Test peaks: counts Pearson 0.21, profile
+median JSD 0.41 against 0.62 uniform / 0.52 average profile / 0.61 shuffled labels. An earlier
+run at `--chromosomes 5 --input-length 800 --filters 48 --layers 4` with DeepLIFT contributions
+on a machine loaded ~6x over its cores spent 438 s on the bias model and 1,296 s on ChromBPNet.
 """
 
 from __future__ import annotations
@@ -56,7 +61,6 @@ def main() -> int:
   args = parser.parse_args()
 
   from tf_seqmodels import cli
-  from tf_seqmodels.chrombpnet.motifs import read_patterns, similarity
   from tf_seqmodels.chrombpnet.pipeline import STEPS
   from tf_seqmodels.chrombpnet.simulate import SimulationConfig, simulate_atac
 
@@ -94,11 +98,15 @@ def main() -> int:
   fps = load("footprints", "footprints.json")
   enzyme = next(iter(fps["enzyme_motifs"]))
   metrics = load("evaluation", "test_metrics.json")
-  best = {}
+  best = {}  # the pipeline's own motif matching (patterns.json): best CTCF match per target
+  modisco = load("steps", "modisco.json").get("result", {})
   for target in ("counts", "profile"):
-    patterns = [p for p in read_patterns(os.path.join(out, "modisco", target, "modisco.h5"))
-                if p.positive]
-    best[target] = max((similarity(p.ppm, sim.tf_probs)[0] for p in patterns), default=float("nan"))
+    if modisco.get(target, {}).get("error"):  # modisco-lite gave up: the step recorded why
+      best[target] = modisco[target]["error"].replace(os.path.abspath(args.out), "<out>")
+      continue
+    rows = load("modisco", target, "patterns.json")
+    best[target] = max((r["similarity"] for r in rows if r.get("match") == "CTCF"),
+                       default=float("nan"))
   results = {
       "simulation_s": simulated, "pipeline_s": total, "step_s": seconds,
       "shift": load("steps", "reads.json")["result"]["input_shift"],
