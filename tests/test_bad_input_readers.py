@@ -86,6 +86,17 @@ def predict(fasta_content):
   return argv
 
 
+def predict_regions(regions_content, genome=True):
+  """`predict --regions`: the windows' regions go through the one interval reader."""
+  def argv(world, case):
+    regions = _write(case / "peaks.bed", regions_content)
+    return ["predict", "--model", "chrombpnet", "--config", str(world / "model" / "model.yaml"),
+            "--regions", str(regions),
+            *(["--genome", _genome(world)] if genome else []),
+            "--output", str(case / "out" / "predictions.h5")]
+  return argv
+
+
 def score_variants(vcf_content, fasta=None):
   def argv(world, case):
     vcf = case / "v.vcf"
@@ -214,6 +225,15 @@ CASES = {
                              r"is 'chr1\\t10\\t20'"),
     "predict-binary-as-fasta": (predict(b"\x00\x01\x02\x03"), r"seqs.fa is not a FASTA file: it is a "
                                 r"binary file"),
+    # predict --regions: the regions through the interval reader, against the genome
+    "predict-regions-past-chromosome-end": (
+        predict_regions("1\t100\t200\n1\t1950\t2050\n"), r"peaks.bed:2: interval 1:1950-2050 "
+        r"ends past the end of 1 \(2,000 bp in .*genome.fa\)"),
+    "predict-regions-unknown-chromosome": (
+        predict_regions("chr1\t100\t200\n"), r"peaks.bed:1: chromosome chr1 not in .*genome.fa; "
+        r".*genome.fa names chromosomes without 'chr' \(1\)$"),
+    "predict-regions-without-genome": (
+        predict_regions("1\t100\t200\n", genome=False), r"--regions and --genome go together"),
     # score-variants: VCF
     "vcf-chr-prefix-mismatch": (
         score_variants(_header("chr1\t1001\t.\tA\tC\nchr2\t50\t.\tG\tT\n")),
