@@ -86,13 +86,17 @@ def _time(fn, repeats: int, warmup: int) -> dict:
   fn()  # first call: tracing / variable and slot creation
   for _ in range(warmup):
     fn()
-  walls, cpus = [], []
+  walls, cpus, systems = [], [], []
   for _ in range(repeats):
-    wall, cpu = time.perf_counter(), time.process_time()
+    wall, cpu, before = time.perf_counter(), time.process_time(), os.times()
     fn()
     walls.append(time.perf_counter() - wall)
     cpus.append(time.process_time() - cpu)
-  return {"wall_s": statistics.median(walls), "cpu_s": statistics.median(cpus)}
+    systems.append(os.times().system - before.system)
+  # system_s: the kernel's share of cpu_s (page faults, thread wake-ups), a sign of allocator
+  # or threading trouble when it is more than a few percent.
+  return {"wall_s": statistics.median(walls), "cpu_s": statistics.median(cpus),
+          "system_s": statistics.median(systems)}
 
 
 def bench_tf(name: str, batch: int, args) -> dict:
@@ -120,11 +124,8 @@ def bench_tf(name: str, batch: int, args) -> dict:
                                            jit_compile=args.xla_train))
     data = tf.data.Dataset.from_tensors((tf.constant(x), tf.nest.map_structure(
         tf.constant, targets))).repeat()
-    trainer.build(data.element_spec[0])
-    # The step `Trainer.fit` runs (one round over the one source per call).
-    call = trainer._make_train_call(list(trainer.tasks))  # pylint: disable=protected-access
-    iterators, rounds = [iter(data)], tf.constant(1)
-    result["train"] = _time(lambda: float(call(iterators, rounds)[0]), args.repeats, args.warmup)
+    steps = trainer.train_steps(data)  # the compiled step `Trainer.fit` runs, one per next()
+    result["train"] = _time(lambda: next(steps), args.repeats, args.warmup)
     result["train"]["xla"] = args.xla_train
   return result
 
@@ -227,6 +228,8 @@ def _child(args) -> dict:
   """One (framework, model, batch) measurement in this process, with its peak RSS."""
   import resource
   framework, name, batch = args.one.split(":")
+  if framework == "tf":
+    import tf_seqmodels  # noqa: F401  (first: its allocator setting must precede TF's first op)
   _set_threads(args, framework)
   result = (bench_tf if framework == "tf" else bench_torch)(name, int(batch), args)
   result["peak_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
@@ -280,26 +283,34 @@ def main(argv=None) -> None:
       r["ratio_vs_torch_cpu_s"] = {k: other[k]["cpu_s"] / r[k]["cpu_s"]
                                    for k in ("train", "infer") if k in r and k in other}
       r["ratio_vs_torch_rss"] = r["peak_rss_gib"] / other["peak_rss_gib"]
-  report.print_header(f"DREAM train step and inference (yeast 6 x {LENGTH}, median of "
-                      f"{args.repeats} after {args.warmup + 1} untimed call(s))", env)
+  tag = "_".join(args.models) + "_b" + "_".join(map(str, args.batch_sizes))
+  payload = {"args": {k: v for k, v in vars(args).items() if k != "one"},
+             "environment": env, "results": results}
+  report.save(f"dream_train_step_{tag}", payload, args.json)
+  report.show(payload)
+
+
+def table(payload: dict):
+  """(title, columns, rows, notes) of one results file (printed, and rendered into the README)."""
+  a = payload["args"]
+  title = (f"DREAM train step and inference (yeast 6 x {LENGTH}, median of {a['repeats']} after "
+           f"{a['warmup'] + 1} untimed call(s), {a['threads'] or 'default'} threads)")
   rows = []
-  for r in results:
+  for r in payload["results"]:
     train, infer = r.get("train"), r["infer"]
     ratio = r.get("ratio_vs_torch_cpu_s", {})
     rows.append([r["framework"], r["model"], r["batch"], f"{r['params']:,}",
                  train["cpu_s"] if train else "-", train["wall_s"] if train else "-",
+                 f"{train['system_s'] / train['cpu_s']:.0%}" if train and "system_s" in train
+                 else "-",
                  infer["cpu_s"], r["batch"] / infer["cpu_s"], r["peak_rss_gib"],
                  f"{ratio['train']:.2f}x" if "train" in ratio else "-",
-                 f"{ratio['infer']:.2f}x" if "infer" in ratio else "-"])
-  report.print_table(["framework", "model", "batch", "params", "train step CPU-s",
-                      "train step wall s", "inference CPU-s", "inference seq / CPU-s",
-                      "peak RSS GiB", "speed-up vs torch (train)", "speed-up vs torch (infer)"],
-                     rows)
-  tag = "_".join(args.models) + "_b" + "_".join(map(str, args.batch_sizes))
-  report.save(f"dream_train_step_{tag}", {"args": {k: v for k, v in vars(args).items()
-                                                    if k != "one"},
-                                          "environment": env, "results": results}, args.json)
-
+                 f"{ratio['infer']:.2f}x" if "infer" in ratio else "-",
+                 f"{r['ratio_vs_torch_rss']:.2f}x" if "ratio_vs_torch_rss" in r else "-"])
+  return title, ["framework", "model", "batch", "params", "train step CPU-s",
+                 "train step wall s", "train step system share", "inference CPU-s", "inference seq / CPU-s",
+                 "peak RSS GiB", "speed-up vs torch (train)", "speed-up vs torch (infer)",
+                 "RSS vs torch"], rows, []
 
 if __name__ == "__main__":
   main()

@@ -144,6 +144,36 @@ def measure(args) -> dict:
           "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
 
 
+DEFAULT_MODE = "xla"  # the package's default inference path for Enformer
+SPEEDUPS = {"reference graph / ours (default: xla)": (("reference", "graph"), ("ours", DEFAULT_MODE)),
+            "reference xla / ours xla": (("reference", "xla"), ("ours", "xla")),
+            "reference graph / ours graph": (("reference", "graph"), ("ours", "graph"))}
+
+
+def speedups(results: list) -> dict:
+  """CPU-second ratios reference / ours for the pairs of SPEEDUPS that were measured."""
+  by = {(r["impl"], r["mode"]): r for r in results}
+  return {label: by[ref]["median_cpu_s"] / by[ours]["median_cpu_s"]
+          for label, (ref, ours) in SPEEDUPS.items() if ref in by and ours in by}
+
+
+def table(payload: dict):
+  """(title, columns, rows, notes) of one results file (printed, and rendered into the README)."""
+  a, results = payload["args"], payload["results"]
+  title = (f"Enformer forward: {a['channels']} channels, {a['layers']} layers, {a['heads']} heads, "
+           f"{a['pooling']} pooling, {a['length']:,} bp, batch {a['batch']}, fp32, median of "
+           f"{a['repeats']}")
+  first = f"{results[0]['impl']} {results[0]['mode']}"
+  rows = [[r["impl"], r["mode"], r["median_cpu_s"], r["median_wall_s"], r["first_call_cpu_s"],
+           r["first_call_wall_s"], r["peak_rss_gib"], f"{r['max_abs_diff_vs_first']:.2g}"]
+          for r in results]
+  notes = [f"Speed-up in CPU-seconds, {label}: **{ratio:.2f}x**"
+           for label, ratio in payload["speedups_cpu_s"].items()]
+  return title, ["implementation", "mode", "CPU-s / forward", "wall s / forward",
+                 "first call CPU-s", "first call wall s", "peak RSS GiB",
+                 f"max abs diff vs {first}"], rows, notes
+
+
 def main(argv=None) -> int:
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument("--channels", type=int, default=1536)
@@ -192,30 +222,11 @@ def main(argv=None) -> int:
   for r in results:
     r["max_abs_diff_vs_first"] = max(float(np.abs(r["outputs"][k] - base[k]).max()) for k in base)
     del r["outputs"]
-  by = {(r["impl"], r["mode"]): r for r in results}
-
-  report.print_header(
-      f"Enformer forward: channels {args.channels}, {args.layers} layers, {args.heads} heads, "
-      f"{args.pooling} pooling, {args.length:,} bp, batch {args.batch}, fp32", env)
-  first = f"{results[0]['impl']} {results[0]['mode']}"
-  report.print_table(
-      ["implementation", "mode", "CPU-s / forward", "wall s", "first call CPU-s",
-       "peak RSS GiB", f"max abs diff vs {first}"],
-      [[r["impl"], r["mode"], r["median_cpu_s"], r["median_wall_s"], r["first_call_cpu_s"],
-        r["peak_rss_gib"], f"{r['max_abs_diff_vs_first']:.2g}"] for r in results])
-  ratios = {}
-  default_mode = "xla"  # the package's default inference path for Enformer
-  pairs = {"reference graph / ours (default: xla)": (("reference", "graph"), ("ours", default_mode)),
-           "reference xla / ours xla": (("reference", "xla"), ("ours", "xla")),
-           "reference graph / ours graph": (("reference", "graph"), ("ours", "graph"))}
-  for label, (ref, ours) in pairs.items():
-    if ref in by and ours in by:
-      ratios[label] = by[ref]["median_cpu_s"] / by[ours]["median_cpu_s"]
-      print(f"speed-up, CPU-seconds, {label}: {ratios[label]:.2f}x")
-  report.save(f"enformer_forward_{tag}", {"args": {k: v for k, v in vars(args).items()
-                                                   if k not in ("impl", "mode", "weights", "outputs")},
-                                          "environment": env, "results": results,
-                                          "speedups_cpu_s": ratios}, args.json)
+  payload = {"args": {k: v for k, v in vars(args).items()
+                      if k not in ("impl", "mode", "weights", "outputs")},
+             "environment": env, "results": results, "speedups_cpu_s": speedups(results)}
+  report.save(f"enformer_forward_{tag}", payload, args.json)
+  report.show(payload)
   return 0
 
 

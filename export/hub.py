@@ -77,6 +77,7 @@ import tensorflow as tf
 from tf_seqmodels.blocks.core import centre_crop
 from tf_seqmodels.export.staging import make_tarball, staged_directory
 from tf_seqmodels.config import Config, ConfigError, atomic_write_text
+from tf_seqmodels.data.strands import strand_flagged
 
 SAVEDMODEL_DIR = "savedmodel"
 TARBALL_NAME = "model.tar.gz"
@@ -414,7 +415,7 @@ def build_serving_module(model, metadata_path: str, config_path: str) -> tf.trai
     wrapper.predict_reverse_dna_on_batch = (
         tf.function(lambda dna: predict(encode(check_dna(dna), True)),
                     input_signature=[dna_spec])
-        if _strand_flagged(model) else wrapper.predict_dna_on_batch)
+        if strand_flagged(model) else wrapper.predict_dna_on_batch)
   root = tf.train.Checkpoint()
   root.model = wrapper
   root.variables = list(model.variables)
@@ -437,16 +438,6 @@ def build_serving_module(model, metadata_path: str, config_path: str) -> tf.trai
   return root
 
 
-def _strand_flagged(model) -> bool:
-  """Whether encode_dna(..., is_reverse=True) differs from the forward encoding (probed on
-  one base): models with a strand flag channel (DREAM's is_reverse)."""
-  encode = getattr(model, "encode_dna", None)
-  if encode is None:
-    return False
-  probe = tf.constant([[[1.0, 0.0, 0.0, 0.0]]])
-  return not np.array_equal(np.asarray(encode(probe)), np.asarray(encode(probe, True)))
-
-
 def signature_inputs(model) -> dict[str, list[str]]:
   """{signature name: its keyword arguments} (see serving_signatures)."""
   spec = serving_spec(model)
@@ -455,7 +446,7 @@ def signature_inputs(model) -> dict[str, list[str]]:
   out = {"serving_default": ["x"]}
   if model.takes_dna_sequence:
     out["predict_dna"] = ["dna"]
-    if _strand_flagged(model):
+    if strand_flagged(model):
       out["predict_reverse_dna"] = ["dna"]
   return out
 

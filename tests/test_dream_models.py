@@ -359,6 +359,43 @@ def test_torch_batch_norm_matches_pytorch_update_rule():
     TorchBatchNorm()(tf.zeros([1, 1, 3]), is_training=True)
 
 
+@pytest.mark.parametrize("shape, activation", [((6, 7, 3), None), ((9, 3), None),
+                                               ((6, 7, 3), tf.nn.silu), ((9, 3), tf.nn.relu)])
+def test_torch_batch_norm_fused_training_is_the_composite_function(shape, activation):
+  """Training runs one fused kernel (its gradient keeps no input-sized temporaries), and with an
+  activation a gradient that recomputes the normalised values; outputs and gradients equal the
+  composite ops', for [B, L, C] and [B, C], with an unknown batch size."""
+  act = activation or tf.identity
+  rng = np.random.RandomState(2)
+  x = tf.constant(rng.normal(1.0, 2.0, size=shape).astype(np.float32))
+  upstream = tf.constant(rng.normal(size=shape).astype(np.float32))
+  bn = TorchBatchNorm()
+  bn(x, is_training=False)  # creates the variables
+  bn.scale.assign(rng.uniform(0.5, 1.5, 3).astype(np.float32))
+  bn.offset.assign(rng.normal(size=3).astype(np.float32))
+
+  @tf.function(input_signature=[tf.TensorSpec([None] + list(shape[1:]))])
+  def fused(inputs):
+    with tf.GradientTape() as tape:
+      tape.watch(inputs)
+      y = bn(inputs, is_training=True, activation=activation)
+      loss = tf.reduce_sum(y * upstream)
+    return y, tape.gradient(loss, [inputs, bn.scale, bn.offset])
+
+  y, grads = fused(x)
+  with tf.GradientTape() as tape:
+    tape.watch(x)
+    mean, variance = tf.nn.moments(x, list(range(len(shape) - 1)))
+    expected = act(tf.nn.batch_normalization(x, mean, variance, bn.offset, bn.scale, 1e-5))
+    loss = tf.reduce_sum(expected * upstream)
+  expected_grads = tape.gradient(loss, [x, bn.scale, bn.offset])
+  np.testing.assert_allclose(y.numpy(), expected.numpy(), rtol=1e-5, atol=1e-5)
+  for got, want in zip(grads, expected_grads):
+    np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-4, atol=1e-5)
+  flat = x.numpy().reshape(-1, 3).astype(np.float64)
+  np.testing.assert_allclose(bn.running_var.numpy(), 0.9 + 0.1 * flat.var(0, ddof=1), rtol=1e-5)
+
+
 @pytest.mark.parametrize("in_channels, out_channels, groups", [(8, 8, 4), (6, 6, 6), (8, 4, 2),
                                                                (4, 8, 2)])
 def test_grouped_conv_matches_tf_grouped_conv_and_trains_on_cpu(in_channels, out_channels, groups):

@@ -340,6 +340,34 @@ def test_train_cli_exits_130_with_one_line_on_an_interrupt(tmp_path, monkeypatch
                  "saved: continue with --resume"]
 
 
+def test_train_steps_runs_fits_step_one_update_at_a_time():
+  """`train_steps` (benchmarks, custom loops) applies the very updates `fit` applies: same
+  weights and data give the same variables; a NaN batch raises, its update not applied."""
+  x, y = toy_data(48)
+  fitted, stepped = TinyNet(), TinyNet()
+  fit_trainer = Trainer(fitted, RegressionTask(["gc"]), AdamW(0.02), config=quiet(epochs=1))
+  step_trainer = Trainer(stepped, RegressionTask(["gc"]), AdamW(0.02), config=quiet())
+  for trainer in (fit_trainer, step_trainer):
+    trainer.build(dataset(x, y, 16).element_spec[0])
+  for target, source in zip(stepped.variables, fitted.variables):
+    target.assign(source)
+  fit_trainer.fit(dataset(x, y, 16))
+  steps = step_trainer.train_steps(dataset(x, y, 16))
+  losses = [next(steps) for _ in range(3)]  # one epoch of 48 examples in batches of 16
+  assert len(losses) == 3 and all(np.isfinite(losses))
+  for name, value in variables_of(fitted).items():
+    np.testing.assert_allclose(variables_of(stepped)[name], value, rtol=1e-5, atol=1e-6,
+                               err_msg=name)
+  x[20, 2] = np.nan  # the second batch
+  steps = step_trainer.train_steps(dataset(x, y, 16))
+  next(steps)
+  before = [v.numpy() for v in stepped.trainable_variables]
+  with pytest.raises(NonFiniteLossError, match="update 2"):
+    next(steps)
+  for variable, value in zip(stepped.trainable_variables, before):
+    np.testing.assert_array_equal(variable.numpy(), value, err_msg=variable.name)
+
+
 @pytest.mark.parametrize("steps_per_call", [1, 4])
 def test_nan_guard_stops_with_last_good_checkpoint(tmp_path, steps_per_call):
   x, y = toy_data(n=80)

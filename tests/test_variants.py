@@ -8,6 +8,7 @@ import pytest
 import tensorflow as tf
 
 from analysis_toys import MOTIF, MotifModel, random_sequence, tiny_enformer_config, without_motif, write_genome
+from tf_seqmodels.analysis import variants as variants_module
 from tf_seqmodels.analysis.inference import AnalysisModel, BatchRunner, load_analysis_model
 from tf_seqmodels.analysis.variants import (VariantScoringConfig, averaged_predictions,
                                             one_hot_indices, pca_summary, reduce_head,
@@ -167,10 +168,11 @@ def test_variants_sharing_a_reference_window_share_its_prediction(genome_dir, tm
   directory, chr1 = genome_dir
 
   class CountingRunner(BatchRunner):
-    sequences = 0
+    sequences = calls = 0
 
     def predict(self, model, one_hot, is_reverse=False):
       CountingRunner.sequences += len(one_hot)
+      CountingRunner.calls += 1
       return super().predict(model, one_hot, is_reverse=is_reverse)
 
   sites = (SITE + 2, SITE + 20, SITE + 60, SITE + 61)
@@ -183,14 +185,48 @@ def test_variants_sharing_a_reference_window_share_its_prediction(genome_dir, tm
     CountingRunner.sequences = 0
     together, = list(score_variants(model, variants, genome, config, runner=CountingRunner(),
                                     genes=genes))
-    # 1 probe + (1 shared reference + 8 alternatives) x 2 shifts x 2 strands
+    # 1 probe + (1 shared reference + 8 alternatives) x 2 shifts x 2 strands, the shifts and
+    # strands of the batch in one call (the model has no strand flag)
     assert CountingRunner.sequences == 1 + (1 + 8) * 2 * 2
+    assert CountingRunner.calls == 2 and model.strand_blind
     alone = [next(score_variants(model, [v], genome, config, genes=genes)) for v in variants]
   for head, statistics in together.scores.items():
     for name, value in statistics.items():
       np.testing.assert_allclose(value, np.concatenate([a.scores[head][name] for a in alone]),
                                  rtol=1e-6, atol=1e-7, err_msg=f"{head} {name}")
   assert np.abs(together.scores["total"]["diff"]).max() > 0
+
+
+def test_score_vcf_streams_the_vcf(genome_dir, tmp_path, monkeypatch):
+  """A VCF is never held in memory: one validating pass, then scoring reads it batch by batch
+  (each batch is predicted when exactly its variants have been read, not the whole file)."""
+  directory, chr1 = genome_dir
+  positions = sorted(np.random.default_rng(0).choice(np.arange(50, 2300), 40, replace=False))
+  variants = [Variant("chr1", int(p), f"v{p}", chr1[p - 1], _other(chr1[p - 1]))
+              for p in positions]
+  vcf = str(tmp_path / "many.vcf")
+  write_vcf(vcf, variants)
+  passes = []
+
+  def counting_reader(path):
+    passes.append(0)
+    for variant in read_vcf(path):
+      passes[-1] += 1
+      yield variant
+
+  monkeypatch.setattr(variants_module, "read_vcf", counting_reader)
+  read_when_predicting = []
+
+  class Runner(BatchRunner):
+    def predict(self, model, one_hot, is_reverse=False):
+      read_when_predicting.append(passes[-1])
+      return super().predict(model, one_hot, is_reverse=is_reverse)
+
+  result = score_vcf(AnalysisModel(MotifModel()), vcf, str(directory / "genome.fa"),
+                     str(tmp_path / "many.h5"), VariantScoringConfig(batch_size=8),
+                     runner=Runner(), progress=False)
+  assert result["scored"] == 40 and passes == [40, 40]
+  assert sorted(set(read_when_predicting)) == [8, 16, 24, 32, 40]
 
 
 def test_pca_summary_and_tsv_output(genome_dir, tmp_path):
@@ -249,6 +285,7 @@ def test_enformer_dream_and_bias_corrected_chrombpnet(genome_dir, tmp_path):
         float(direct[1, 0] - direct[0, 0]), abs=1e-5)
   # DREAM: promoter SNV pairs of the model's length, encoded through the contract (6 channels).
   dream = AnalysisModel(build_model("dream_cnn", get_entry("dream_cnn").demo_config()))
+  assert not dream.strand_blind  # its strand flag: the two strands are two computations
   ref = random_sequence(150, 3)
   alt = ref[:75] + _other(ref[75]) + ref[76:]
   scores = score_sequence_pairs(dream, [ref, ref], [alt, ref],

@@ -5,6 +5,15 @@ the package (and `tf-seqmodels --help`) does not load TensorFlow.
 """
 
 import importlib
+import os
+
+# TensorFlow's default CPU allocator hands large buffers back to the kernel when they are freed,
+# so every training step page-faults its activations in again: measured on DREAM-CNN (batch 256,
+# 2 cores) 9.2 s of system CPU time per step against 20.8 s of user time, and 35% more wall
+# time, than with TensorFlow's own pooling (BFC) allocator. TensorFlow reads this when it first
+# allocates, so it applies where the package is imported before TensorFlow runs anything (the
+# CLI always); TF_CPU_ALLOCATOR_USE_BFC=false keeps TensorFlow's default.
+os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")
 
 __version__ = "0.1.0"
 

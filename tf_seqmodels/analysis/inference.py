@@ -20,6 +20,7 @@ results in order.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from typing import Any, Callable, Mapping, Optional, Union
@@ -94,6 +95,16 @@ class AnalysisModel:
   @property
   def differentiable(self) -> bool:
     return self.model is not None
+
+  @functools.cached_property
+  def strand_blind(self) -> bool:
+    """Whether a sequence's input is the same whichever strand it is said to come from (no
+    strand-flag channel, unlike DREAM's): forward and reverse-complement copies can then share
+    one forward pass."""
+    if self.model is None:
+      return self._reverse_predictor is self._predictor
+    from tf_seqmodels.data.strands import strand_flagged
+    return not strand_flagged(self.model)
 
   def check_length(self, length: int) -> None:
     if self.model is not None:

@@ -276,13 +276,20 @@ def averaged_predictions(model: AnalysisModel, runner: BatchRunner, windows: np.
   passes = [(flat, False)]
   if config.reverse_complement:
     passes.append((reverse_complement_indices(flat), True))
+  if len(passes) == 2 and model.strand_blind:
+    # Without a strand flag both strands are the same computation: one batch, one call.
+    passes = [(np.concatenate([flat, passes[1][0]]), None)]
   copies = []
   for indices, is_reverse in passes:
-    outputs = runner.predict(model, one_hot_indices(indices), is_reverse=is_reverse)
+    outputs = runner.predict(model, one_hot_indices(indices), is_reverse=bool(is_reverse))
     missing = [h for h in heads if h not in outputs]
     if missing:
       raise ValueError(f"the model has no head(s) {missing}; heads: {sorted(outputs)}")
-    copies.append(({h: outputs[h] for h in heads}, is_reverse))
+    if is_reverse is None:  # the two strands of one call: split them again
+      copies += [({h: outputs[h][:len(flat)] for h in heads}, False),
+                 ({h: outputs[h][len(flat):] for h in heads}, True)]
+    else:
+      copies.append(({h: outputs[h] for h in heads}, is_reverse))
   first = copies[0][0]
   return reduce_copies(copies, num_shifts, config,
                        {h: model.position_axis(h, v) for h, v in first.items()},
@@ -655,20 +662,23 @@ def score_vcf(model: AnalysisModel, vcf: str, fasta: str, output: str,
       'chr'-prefix hint for a chromosome naming mismatch); nothing is written then.
   """
   from tqdm import tqdm
-  variants = list(read_vcf(vcf))
   genes = read_tss_bed(genes_bed) if genes_bed else None
   skipped: list[Skipped] = []
+  # The VCF is read twice, never held: a first pass finds malformed records before any work
+  # and sizes the progress bar (VCF lines, so it has an ETA); scoring then streams it batch by
+  # batch, so memory does not grow with the number of variants.
+  lines = 0
+  for variant in read_vcf(vcf):
+    lines = variant.line
 
   def batches() -> Iterator[ScoredBatch]:
-    with Genome(fasta) as genome, tqdm(total=len(variants), desc="score-variants", unit="variant",
-                                       disable=not progress) as bar:
-      for batch in score_variants(model, variants, genome, config, runner=runner, genes=genes,
-                                  skipped=skipped):
+    with Genome(fasta) as genome, tqdm(total=lines, desc="score-variants", unit=" lines",
+                                       unit_scale=True, disable=not progress) as bar:
+      for batch in score_variants(model, read_vcf(vcf), genome, config, runner=runner,
+                                  genes=genes, skipped=skipped):
         yield batch
-        # Variants read so far: the last one scored plus everything before it (skipped ones
-        # included); in gene mode a variant may fill several rows.
-        bar.update(variants.index(batch.variants[-1], max(bar.n - 1, 0)) + 1 - bar.n)
-      bar.update(len(variants) - bar.n)
+        bar.update(max(batch.variants[-1].line - bar.n, 0))
+      bar.update(max(lines - bar.n, 0))
 
   return write_scores(output, {"model": model.name, "config": config.to_json(), "vcf": vcf,
                                "fasta": fasta}, batches(), skipped, vcf=vcf,

@@ -139,7 +139,7 @@ class ConvBatchNormAct(snt.Module):
     self.activation = activation
 
   def __call__(self, inputs: tf.Tensor, is_training: bool) -> tf.Tensor:
-    return self.activation(self.norm(self.conv(inputs), is_training=is_training))
+    return self.norm(self.conv(inputs), is_training=is_training, activation=self.activation)
 
 
 class InvertedResidual(snt.Module):
@@ -180,10 +180,12 @@ class InvertedResidual(snt.Module):
 
   def __call__(self, inputs: tf.Tensor, is_training: bool) -> tf.Tensor:
     act = self.activation
-    x = act(self.expand_norm(self.expand(inputs), is_training=is_training))
-    x = act(self.grouped_norm(self.grouped(x), is_training=is_training))
+    # BatchNorm + activation as one call: in training its gradient recomputes the normalised
+    # values instead of keeping them (TorchBatchNorm._fused_activation).
+    x = self.expand_norm(self.expand(inputs), is_training=is_training, activation=act)
+    x = self.grouped_norm(self.grouped(x), is_training=is_training, activation=act)
     x = self.se(x)
-    return act(self.project_norm(self.project(x), is_training=is_training))
+    return self.project_norm(self.project(x), is_training=is_training, activation=act)
 
 
 class LegNetBlock(snt.Module):

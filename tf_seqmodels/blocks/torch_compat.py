@@ -22,7 +22,7 @@ Layouts: activations are channels-last [B, L, C] here (PyTorch: [B, C, L]).
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 import sonnet as snt
@@ -119,7 +119,60 @@ class TorchBatchNorm(snt.Module):
     count = count * context.num_replicas_in_sync
     return mean, tf.maximum(mean_of_squares - tf.square(mean), 0.0), count
 
-  def __call__(self, inputs: tf.Tensor, is_training: bool) -> tf.Tensor:
+  def _fused(self, inputs: tf.Tensor, scale: tf.Tensor, offset: tf.Tensor):
+    """Training-mode BatchNorm as one fused kernel: (outputs, batch mean, unbiased variance).
+
+    Same function as the composite ops of the multi-replica path; what changes is memory and
+    time: the composite ops' gradient materialises several input-sized temporaries per
+    BatchNorm (the broadcast gradient, x - mean, their product, their sum), the fused one none.
+    FusedBatchNormV3 normalises with the biased batch variance and returns the unbiased one
+    (factor 1.0), which is what PyTorch's running_var update uses.
+    """
+    shape = tf.shape(inputs)
+    channels = inputs.shape[-1]
+    as_image = tf.reshape(inputs, [-1, 1, tf.reduce_prod(shape[1:-1]), channels])
+    outputs, mean, unbiased, _, _, _ = tf.raw_ops.FusedBatchNormV3(
+        x=as_image, scale=scale, offset=offset, mean=tf.zeros([channels]),
+        variance=tf.ones([channels]), epsilon=self.eps, exponential_avg_factor=1.0,
+        data_format="NHWC", is_training=True)
+    return tf.reshape(outputs, shape), tf.stop_gradient(mean), tf.stop_gradient(unbiased)
+
+  def _fused_activation(self, activation: Callable[[tf.Tensor], tf.Tensor]):
+    """activation(BatchNorm(x)) whose gradient recomputes the normalised values from x.
+
+    Training keeps for the backward pass only what the gradient of the next layer keeps anyway
+    (x for the BatchNorm, the activation's output for the next layer), not the normalised
+    tensor between them: one activation-sized tensor less per BatchNorm (a quarter of a LegNet
+    block's training memory) for one more elementwise pass in the backward pass.
+    """
+    @tf.custom_gradient
+    def forward(inputs, scale, offset):
+      normalised, mean, unbiased = self._fused(inputs, scale, offset)
+
+      def grad(d_outputs, d_mean, d_unbiased):
+        del d_mean, d_unbiased  # the statistics only feed the running averages
+        # The control dependency keeps Grappler from merging the recomputation with the
+        # forward pass (which would keep the normalised tensor alive after all), as tf.nn.silu
+        # does for its sigmoid.
+        with tf.GradientTape() as tape, tf.control_dependencies([d_outputs]):
+          tape.watch([inputs, scale, offset])
+          again = activation(self._fused(inputs, scale, offset)[0])
+        return tape.gradient(again, [inputs, scale, offset], output_gradients=d_outputs)
+
+      return (activation(normalised), mean, unbiased), grad
+
+    return forward
+
+  def _update_running(self, mean: tf.Tensor, unbiased_variance: tf.Tensor) -> None:
+    m = self.momentum
+    self.running_mean.assign((1.0 - m) * self.running_mean + m * tf.stop_gradient(mean))
+    self.running_var.assign((1.0 - m) * self.running_var +
+                            m * tf.stop_gradient(unbiased_variance))
+    self.num_batches_tracked.assign_add(1)
+
+  def __call__(self, inputs: tf.Tensor, is_training: bool,
+               activation: Optional[Callable[[tf.Tensor], tf.Tensor]] = None) -> tf.Tensor:
+    """BatchNorm of `inputs`, followed by `activation` when given (fused in training)."""
     self._initialize(inputs)
     axes = list(range(inputs.shape.rank - 1))
     if is_training:
@@ -128,15 +181,22 @@ class TorchBatchNorm(snt.Module):
       if static_count is not None and static_count < 2:
         raise ValueError(f"{self.name}: BatchNorm in training needs more than 1 value per channel "
                          f"(as PyTorch), got input shape {inputs.shape}")
+      context = tf.distribute.get_replica_context()
+      if inputs.dtype == tf.float32 and (context is None or context.num_replicas_in_sync == 1):
+        scale, offset = tf.convert_to_tensor(self.scale), tf.convert_to_tensor(self.offset)
+        if activation is None:
+          outputs, mean, unbiased = self._fused(inputs, scale, offset)
+        else:
+          outputs, mean, unbiased = self._fused_activation(activation)(inputs, scale, offset)
+        self._update_running(mean, unbiased)
+        return outputs
+      # Several replicas: the batch moments are all-reduced first (synchronised BatchNorm).
       mean, variance, count = self._batch_moments(inputs, axes)
-      unbiased = variance * count / tf.maximum(count - 1.0, 1.0)
-      m = self.momentum
-      self.running_mean.assign((1.0 - m) * self.running_mean + m * mean)
-      self.running_var.assign((1.0 - m) * self.running_var + m * unbiased)
-      self.num_batches_tracked.assign_add(1)
+      self._update_running(mean, variance * count / tf.maximum(count - 1.0, 1.0))
     else:
       mean, variance = self.running_mean, self.running_var
-    return tf.nn.batch_normalization(inputs, mean, variance, self.offset, self.scale, self.eps)
+    outputs = tf.nn.batch_normalization(inputs, mean, variance, self.offset, self.scale, self.eps)
+    return outputs if activation is None else activation(outputs)
 
 
 def layer_norm(eps: float = 1e-5, name: Optional[str] = None) -> snt.LayerNorm:

@@ -27,6 +27,18 @@ import tensorflow as tf
 from tf_seqmodels.config import ConfigError
 
 
+def strand_flagged(model) -> bool:
+  """Whether `model.encode_dna(x, is_reverse=True)` differs from the forward encoding (probed
+  on one base): models with a strand-flag input channel (DREAM's is_reverse). For the others a
+  reverse-complemented copy is just another sequence: exports save one function for both
+  strands, and variant scoring runs both strands in one batch."""
+  encode = getattr(model, "encode_dna", None)
+  if encode is None:
+    return False
+  probe = tf.constant([[[1.0, 0.0, 0.0, 0.0]]])
+  return not np.array_equal(np.asarray(encode(probe)), np.asarray(encode(probe, True)))
+
+
 def check_track_permutation(perm: Any, where: str = "track permutation") -> np.ndarray:
   """`perm` as int32 [T]; ConfigError unless it is a permutation that is its own inverse
   (strand pairs are mutual)."""

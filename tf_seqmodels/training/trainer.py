@@ -59,7 +59,7 @@ import random
 import signal
 import threading
 import time
-from typing import Any, Callable, Literal, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Iterator, Literal, Mapping, Optional, Sequence, Union
 
 import numpy as np
 import tensorflow as tf
@@ -646,6 +646,41 @@ class Trainer:
 
     loss, grads = run(next(self._iterator(dataset)))
     return float(loss), [None if g is None else g.numpy() for g in grads]
+
+  def train_steps(self, train_data: Union[tf.data.Dataset, Mapping[str, tf.data.Dataset]]
+                  ) -> Iterator[float]:
+    """Yields the mean loss of one rotation at a time (one update per training source), run by
+    the compiled step `fit` runs (same strategy, replicas and skipped non-finite updates), with
+    none of fit's epochs, validation, logging or checkpoints: for benchmarks, profiling and
+    custom loops. Each `next()` applies the updates before it returns.
+
+    Raises (on the `next()` concerned):
+      NonFiniteLossError: a non-finite loss or gradient; that update was not applied to the
+        trained variables (BatchNorm statistics had seen the batch: unlike `fit`, nothing is
+        restored from a checkpoint).
+    """
+    if self.optimizer is None:
+      raise ValueError("this Trainer has no optimizer: it can evaluate, not train")
+    sources = _as_sources(train_data, "train_data")
+    if set(sources) != set(self.tasks):
+      raise ValueError(f"training sources {sorted(sources)} must match the tasks "
+                       f"{sorted(self.tasks)}")
+    names = list(self.tasks)
+    prepared = {n: self._prepare(sources[n], training=True, where=f"training data {n!r}")
+                for n in names}
+    self.build(prepared[names[0]].element_spec[0])
+    iterators = tuple(self._iterator(prepared[n].repeat()) for n in names)
+    call = self._make_train_call(names)
+    one_round = tf.constant(1, tf.int32)
+    updates = 0
+    while True:
+      loss_sum, _, _, first_bad = call(iterators, one_round)
+      if int(first_bad) >= 0:
+        bad = updates + int(first_bad) + 1
+        raise NonFiniteLossError(f"non-finite loss or gradient at update {bad} of train_steps: "
+                                 f"not applied", bad, None, {})
+      updates += len(names)
+      yield float(loss_sum) / len(names)
 
   # --- training -----------------------------------------------------------------------------
   def _steps_per_epoch(self, prepared: Mapping[str, tf.data.Dataset]) -> int:
