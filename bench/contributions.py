@@ -42,6 +42,7 @@ def _child(args, spec: str) -> dict:
   import numpy as np
   import tensorflow as tf
   from tf_seqmodels.analysis import contributions as C
+  from tf_seqmodels.analysis.deeplift import UnsupportedOpsError
   from tf_seqmodels.analysis.hypothetical import hypothetical_contributions
   from tf_seqmodels.analysis.inference import AnalysisModel, BatchRunner
   from tf_seqmodels.models import build_model, get_entry, num_trainable_parameters
@@ -84,7 +85,11 @@ def _child(args, spec: str) -> dict:
              "threads": args.threads or "default", "methods": {}}
   for method in methods:
     tick = time.perf_counter()
-    run(method, x[:batch])  # warm-up: tracing (and compilation)
+    try:
+      run(method, x[:batch])  # warm-up: tracing (and compilation)
+    except UnsupportedOpsError as e:  # e.g. DeepLIFT without a rule for an op of the model
+      results["methods"][method] = {"unsupported": str(e).splitlines()[0]}
+      continue
     warm = time.perf_counter() - tick
     wall, cpu = time.perf_counter(), time.process_time()
     for i in range(0, regions, batch):
@@ -110,6 +115,11 @@ def table(payload: dict):
   rows = []
   for r in payload["results"]:
     for method, m in r["methods"].items():
+      if "unsupported" in m:
+        rows.append([r["model"], r["size"], f"{r['sequence_length']:,}", r["batch"], method,
+                     "not run: ops without a rule (strict mode)", "-", "-", "-",
+                     r["peak_rss_gib"]])
+        continue
       rows.append([r["model"], r["size"], f"{r['sequence_length']:,}", r["batch"], method,
                    m["regions_per_s"], m["cpu_s_per_region"],
                    m.get("regions_per_s_whole_input", "-"), m["first_batch_s"],

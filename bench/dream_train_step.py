@@ -9,9 +9,9 @@ with is_training=False through the package's inference path (`analysis.inference
 (framework, model, batch) runs in its own subprocess, so its peak RSS is its own. Inputs are random one-hot sequences (6 x 150, the yeast
 encoding) with random bins. Each timing is the median over `--repeats` after `--warmup`
 untimed calls (tracing, slot creation), reported as wall seconds and process CPU seconds:
-on a shared machine CPU-seconds / threads is the steadier figure. Host memory grows about
-linearly with the batch (peak RSS of the DREAM-CNN train step: 4.1 GB at batch 256 on CPU),
-so batch 1024 needs a machine with well over 16 GB free.
+on a shared machine CPU-seconds / threads is the steadier figure; `system_s` is the kernel's
+share of them. Host memory grows about linearly with the batch (DREAM-CNN train step peak RSS:
+3.4 GiB at batch 256, 10.4 GiB at 1024 on CPU).
 
 `--reference` points at a local checkout of de-Boer-Lab/random-promoter-dream-challenge-2022
 (only its model modules are imported: needs torch, numpy, pandas); the same steps are timed

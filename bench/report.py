@@ -41,8 +41,11 @@ def _cpu_model() -> str:
 def _git_revision() -> Optional[str]:
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   try:
-    return subprocess.run(["git", "-C", root, "rev-parse", "--short", "HEAD"], capture_output=True,
-                          text=True, check=True).stdout.strip()
+    revision = subprocess.run(["git", "-C", root, "rev-parse", "--short", "HEAD"],
+                              capture_output=True, text=True, check=True).stdout.strip()
+    changed = subprocess.run(["git", "-C", root, "status", "--porcelain", "--untracked-files=no"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+    return revision + ("+uncommitted changes" if changed else "")
   except (OSError, subprocess.CalledProcessError):
     return None
 
@@ -157,7 +160,10 @@ def render(path: str) -> str:
   return "\n\n".join([where, markdown_table(columns, rows)] + ["\n".join(notes)] * bool(notes))
 
 
-_BLOCK = re.compile(r"(<!-- bench: (?P<path>[^ ]+) -->\n)(?P<body>.*?)(\n<!-- /bench -->)", re.S)
+# A block: its opening line, the rendered text (empty before the first rendering), its closing
+# line. The body may not contain another marker, so an empty block never swallows the next one.
+_BLOCK = re.compile(r"(?P<open><!-- bench: (?P<path>\S+) -->\n)(?P<body>(?:(?!<!-- /?bench).)*?)"
+                    r"(?P<close><!-- /bench -->)", re.S)
 
 
 def update_readme(readme: str) -> list[str]:
@@ -169,7 +175,7 @@ def update_readme(readme: str) -> list[str]:
   def replace(match):
     path = os.path.join(os.path.dirname(RESULTS_DIR), match.group("path"))
     used.append(path)
-    return match.group(1) + render(path) + match.group(4)
+    return match.group("open") + render(path) + "\n" + match.group("close")
 
   text = _BLOCK.sub(replace, text)
   tmp = f"{readme}.tmp-{os.getpid()}"

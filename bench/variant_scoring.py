@@ -136,7 +136,9 @@ def table(payload: dict):
            "score-variants throughput (random SNVs; forward + reverse complement; HDF5 output)")
   rows = [[r["model"], r["size"], f"{r['sequence_length']:,}", f"{r['params']:,}",
            f"{r['variants']:,}", r["batch"], r["threads"], "yes" if r["xla"] else "no",
-           r["variants_per_s"], r["variants_per_s_after_first_batch"], r["cpu_s_per_variant"],
+           r["variants_per_s"],
+           r["variants_per_s_after_first_batch"] if r["variants"] > r["batch"] else "-",
+           r["cpu_s_per_variant"],
            r["first_batch_wall_s"], r["peak_rss_gib"]] for r in results]
   notes = []
   if memory and len(results) > 1:

@@ -647,6 +647,23 @@ class Trainer:
     loss, grads = run(next(self._iterator(dataset)))
     return float(loss), [None if g is None else g.numpy() for g in grads]
 
+  def _training_data(self, train_data) -> tuple[list[str], dict[str, tf.data.Dataset]]:
+    """(source names in rotation order, {source: prepared dataset}) of `train_data`, checked
+    against the tasks; builds the model from the first source's inputs."""
+    if self.optimizer is None:
+      raise ValueError("this Trainer has no optimizer: it can evaluate, not train")
+    sources = _as_sources(train_data, "train_data")
+    if set(sources) != set(self.tasks):
+      raise ValueError(f"training sources {sorted(sources)} must match the tasks "
+                       f"{sorted(self.tasks)}")
+    names = list(self.tasks)  # the rotation order
+    prepared = {n: self._prepare(sources[n], training=True, where=f"training data {n!r}")
+                for n in names}
+    self.build(prepared[names[0]].element_spec[0])
+    for n in names[1:]:
+      _check_element_spec(prepared[n].element_spec, f"training data {n!r}")
+    return names, prepared
+
   def train_steps(self, train_data: Union[tf.data.Dataset, Mapping[str, tf.data.Dataset]]
                   ) -> Iterator[float]:
     """Yields the mean loss of one rotation at a time (one update per training source), run by
@@ -659,16 +676,7 @@ class Trainer:
         trained variables (BatchNorm statistics had seen the batch: unlike `fit`, nothing is
         restored from a checkpoint).
     """
-    if self.optimizer is None:
-      raise ValueError("this Trainer has no optimizer: it can evaluate, not train")
-    sources = _as_sources(train_data, "train_data")
-    if set(sources) != set(self.tasks):
-      raise ValueError(f"training sources {sorted(sources)} must match the tasks "
-                       f"{sorted(self.tasks)}")
-    names = list(self.tasks)
-    prepared = {n: self._prepare(sources[n], training=True, where=f"training data {n!r}")
-                for n in names}
-    self.build(prepared[names[0]].element_spec[0])
+    names, prepared = self._training_data(train_data)
     iterators = tuple(self._iterator(prepared[n].repeat()) for n in names)
     call = self._make_train_call(names)
     one_round = tf.constant(1, tf.int32)
@@ -737,13 +745,7 @@ class Trainer:
       FileExistsError: run_dir has checkpoints and resume is False.
     """
     cfg = self.config
-    if self.optimizer is None:
-      raise ValueError("this Trainer has no optimizer: it can evaluate, not train")
-    sources = _as_sources(train_data, "train_data")
-    if set(sources) != set(self.tasks):
-      raise ValueError(f"training sources {sorted(sources)} must match the tasks "
-                       f"{sorted(self.tasks)}")
-    names = list(self.tasks)  # the rotation order
+    names, prepared = self._training_data(train_data)
     n_sources = len(names)
     for field in ("eval_every", "checkpoint_every", "steps_per_epoch"):
       value = getattr(cfg, field)
@@ -755,12 +757,6 @@ class Trainer:
     validation = _as_sources(validation_data, "validation_data")
     metric, maximise = (selection(cfg.select_best_by, self.tasks) if cfg.select_best_by
                         else (None, True))
-
-    prepared = {n: self._prepare(sources[n], training=True, where=f"training data {n!r}")
-                for n in names}
-    self.build(prepared[names[0]].element_spec[0])
-    for n in names[1:]:
-      _check_element_spec(prepared[n].element_spec, f"training data {n!r}")
 
     # --- restore or start ---
     resumed_from = None
