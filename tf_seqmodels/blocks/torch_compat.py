@@ -73,8 +73,9 @@ class TorchBatchNorm(snt.Module):
   """`torch.nn.BatchNorm1d` over the last axis of [B, C] or [B, L, C] inputs.
 
   Training: normalises with the biased batch variance over every axis but the last and
-  updates running_mean / running_var with PyTorch's momentum rule (unbiased variance);
-  inference: uses the running statistics. Inside a multi-replica `tf.distribute` replica
+  updates running_mean / running_var with PyTorch's momentum rule (unbiased variance), in one
+  fused kernel; with `activation`, activation(BatchNorm(x)) keeps less for the backward pass
+  (`_fused_activation`); inference: uses the running statistics. Inside a multi-replica `tf.distribute` replica
   context the batch moments are all-reduced (synchronised BatchNorm), so every replica
   computes the same statistics and the same running-stat update.
 
