@@ -105,17 +105,8 @@ def print_header(title: str, env: dict) -> None:
   print("threads:  " + ", ".join(f"{k}={val}" for k, val in t.items()) + " (0 = TF default)")
 
 
-def print_table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-  """A Markdown table (pasted as is into the README's performance section)."""
-  def cell(x):
-    return f"{x:.3g}" if isinstance(x, float) else str(x)
-  print("| " + " | ".join(columns) + " |")
-  print("|" + "|".join("---" for _ in columns) + "|")
-  for row in rows:
-    print("| " + " | ".join(cell(x) for x in row) + " |")
-
-
 def markdown_table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+  """A Markdown table: what benches print and what the README's blocks hold."""
   def cell(x):
     return f"{x:.3g}" if isinstance(x, float) else str(x)
   lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
