@@ -29,6 +29,7 @@ from typing import Optional
 import sonnet as snt
 import tensorflow as tf
 
+from tf_seqmodels.blocks.convolution import Conv1D
 from tf_seqmodels.blocks.legnet import GroupedConv1D
 from tf_seqmodels.blocks.torch_compat import (dropout, layer_norm, silu, torch_uniform,
                                               xavier_uniform)
@@ -108,7 +109,7 @@ class ConformerConvModule(snt.Module):
     self.dropout_rate = dropout_rate
     self.depthwise = GroupedConv1D(channels, channels, kernel_size, groups=channels,
                                    w_init=torch_uniform(kernel_size), name="depthwise")
-    self.pointwise = snt.Conv1D(channels, 1, w_init=torch_uniform(channels),
+    self.pointwise = Conv1D(channels, 1, w_init=torch_uniform(channels),
                                 b_init=torch_uniform(channels), name="pointwise")
 
   def __call__(self, inputs: tf.Tensor, is_training: bool) -> tf.Tensor:

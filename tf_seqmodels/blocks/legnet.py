@@ -22,6 +22,7 @@ from typing import Callable, Optional, Sequence
 import sonnet as snt
 import tensorflow as tf
 
+from tf_seqmodels.blocks.convolution import Conv1D
 from tf_seqmodels.blocks.torch_compat import TorchBatchNorm, silu
 
 
@@ -90,8 +91,10 @@ class GroupedConv1D(snt.Module):
     if inputs.shape[-1] != self.in_channels:
       raise ValueError(f"{self.name}: expected {self.in_channels} input channels, got shape "
                        f"{inputs.shape}")
-    y = tf.nn.depthwise_conv2d(inputs[:, tf.newaxis], self.depthwise_filter(),
-                               strides=[1, 1, 1, 1], padding="SAME")[:, 0]
+    # expand_dims / squeeze rather than slicing: their gradients are reshapes, a slice's is a
+    # StridedSliceGrad that writes a new activation-sized tensor.
+    y = tf.squeeze(tf.nn.depthwise_conv2d(tf.expand_dims(inputs, 1), self.depthwise_filter(),
+                                          strides=[1, 1, 1, 1], padding="SAME"), 1)
     if self.in_per_group > 1:  # sum the contributions of a group's input channels
       shape = tf.shape(y)
       y = tf.reshape(y, [shape[0], shape[1], self.groups, self.in_per_group, self.out_per_group])
@@ -133,7 +136,7 @@ class ConvBatchNormAct(snt.Module):
                bn_eps: float = 1e-5,
                name: Optional[str] = None):
     super().__init__(name=name)
-    self.conv = snt.Conv1D(out_channels, kernel_size, padding="SAME", with_bias=False,
+    self.conv = Conv1D(out_channels, kernel_size, padding="SAME", with_bias=False,
                            w_init=autosome_conv_init(kernel_size, out_channels), name="conv")
     self.norm = TorchBatchNorm(bn_momentum, bn_eps, name="norm")
     self.activation = activation
@@ -167,14 +170,14 @@ class InvertedResidual(snt.Module):
                        f"filters_per_group {filters_per_group}")
     e = expanded_channels
     self.activation = activation
-    self.expand = snt.Conv1D(e, 1, with_bias=False, w_init=autosome_conv_init(1, e),
+    self.expand = Conv1D(e, 1, with_bias=False, w_init=autosome_conv_init(1, e),
                              name="expand")
     self.expand_norm = TorchBatchNorm(bn_momentum, bn_eps, name="expand_norm")
     self.grouped = GroupedConv1D(e, e, kernel_size, groups=e // filters_per_group,
                                  w_init=autosome_conv_init(kernel_size, e), name="grouped")
     self.grouped_norm = TorchBatchNorm(bn_momentum, bn_eps, name="grouped_norm")
     self.se = SqueezeExcitation(e, in_channels // se_reduction, name="se")
-    self.project = snt.Conv1D(in_channels, 1, with_bias=False,
+    self.project = Conv1D(in_channels, 1, with_bias=False,
                               w_init=autosome_conv_init(1, in_channels), name="project")
     self.project_norm = TorchBatchNorm(bn_momentum, bn_eps, name="project_norm")
 

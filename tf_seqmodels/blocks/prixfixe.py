@@ -18,6 +18,7 @@ from typing import Optional, Sequence
 import sonnet as snt
 import tensorflow as tf
 
+from tf_seqmodels.blocks.convolution import Conv1D
 from tf_seqmodels.blocks.legnet import autosome_conv_init, autosome_linear_init
 from tf_seqmodels.blocks.recurrent import BidirectionalLSTM
 from tf_seqmodels.blocks.torch_compat import dropout, torch_uniform
@@ -39,7 +40,7 @@ class MultiKernelConv(snt.Module):
     each = out_channels // len(kernel_sizes)
     self.dropout_rate = dropout_rate
     self.convs = [
-        snt.Conv1D(each, k, padding="SAME", w_init=torch_uniform(in_channels * k),
+        Conv1D(each, k, padding="SAME", w_init=torch_uniform(in_channels * k),
                    b_init=torch_uniform(in_channels * k), name=f"conv_{i}")
         for i, k in enumerate(kernel_sizes)
     ]
@@ -82,7 +83,7 @@ class SoftBinHead(snt.Module):
   def __init__(self, num_bins: int = 18, name: Optional[str] = None):
     super().__init__(name=name)
     self.num_bins = num_bins
-    self.mapper = snt.Conv1D(num_bins, 1, w_init=autosome_conv_init(1, num_bins), name="mapper")
+    self.mapper = Conv1D(num_bins, 1, w_init=autosome_conv_init(1, num_bins), name="mapper")
 
   def __call__(self, embedding: tf.Tensor) -> dict[str, tf.Tensor]:
     logits = tf.reduce_mean(self.mapper(embedding), axis=1)  # mapper, then average-pool over L
@@ -99,7 +100,7 @@ class RegressionHead(snt.Module):
                name: Optional[str] = None):
     super().__init__(name=name)
     self.task_names = tuple(task_names)
-    self.mappers = [snt.Conv1D(hidden_channels, 1, w_init=autosome_conv_init(1, hidden_channels),
+    self.mappers = [Conv1D(hidden_channels, 1, w_init=autosome_conv_init(1, hidden_channels),
                                name=f"mapper_{task}") for task in self.task_names]
     self.linears = [snt.Linear(1, w_init=autosome_linear_init(), name=f"linear_{task}")
                     for task in self.task_names]

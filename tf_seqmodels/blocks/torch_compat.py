@@ -120,23 +120,29 @@ class TorchBatchNorm(snt.Module):
     count = count * context.num_replicas_in_sync
     return mean, tf.maximum(mean_of_squares - tf.square(mean), 0.0), count
 
-  def _fused(self, inputs: tf.Tensor, scale: tf.Tensor, offset: tf.Tensor):
-    """Training-mode BatchNorm as one fused kernel: (outputs, batch mean, unbiased variance).
+  @staticmethod
+  def _as_image(inputs: tf.Tensor) -> tf.Tensor:
+    """[B, ..., C] as the [N, 1, W, C] image the fused kernels take (a reshape, no copy)."""
+    return tf.reshape(inputs, [-1, 1, tf.reduce_prod(tf.shape(inputs)[1:-1]), inputs.shape[-1]])
 
-    Same function as the composite ops of the multi-replica path; what changes is memory and
-    time: the composite ops' gradient materialises several input-sized temporaries per
-    BatchNorm (the broadcast gradient, x - mean, their product, their sum), the fused one none.
-    FusedBatchNormV3 normalises with the biased batch variance and returns the unbiased one
-    (factor 1.0), which is what PyTorch's running_var update uses.
+  def _fused(self, inputs: tf.Tensor, scale: tf.Tensor, offset: tf.Tensor):
+    """Training-mode BatchNorm as one fused kernel.
+
+    Returns (outputs, batch mean, unbiased variance, saved statistics). Same function as the
+    composite ops of the multi-replica path; what changes is memory and time: the composite
+    ops' gradient materialises several input-sized temporaries per BatchNorm (the broadcast
+    gradient, x - mean, their product, their sum), the fused one none. FusedBatchNormV3
+    normalises with the biased batch variance and returns the unbiased one (factor 1.0), which
+    is what PyTorch's running_var update uses. The saved statistics are what its gradient
+    kernel (FusedBatchNormGradV3) reads: on CPU the batch mean and the biased variance.
     """
-    shape = tf.shape(inputs)
     channels = inputs.shape[-1]
-    as_image = tf.reshape(inputs, [-1, 1, tf.reduce_prod(shape[1:-1]), channels])
-    outputs, mean, unbiased, _, _, _ = tf.raw_ops.FusedBatchNormV3(
-        x=as_image, scale=scale, offset=offset, mean=tf.zeros([channels]),
+    outputs, mean, unbiased, saved_mean, saved_variance, reserve = tf.raw_ops.FusedBatchNormV3(
+        x=self._as_image(inputs), scale=scale, offset=offset, mean=tf.zeros([channels]),
         variance=tf.ones([channels]), epsilon=self.eps, exponential_avg_factor=1.0,
         data_format="NHWC", is_training=True)
-    return tf.reshape(outputs, shape), tf.stop_gradient(mean), tf.stop_gradient(unbiased)
+    return (tf.reshape(outputs, tf.shape(inputs)), tf.stop_gradient(mean),
+            tf.stop_gradient(unbiased), (saved_mean, saved_variance, reserve))
 
   def _fused_activation(self, activation: Callable[[tf.Tensor], tf.Tensor]):
     """activation(BatchNorm(x)) whose gradient recomputes the normalised values from x.
@@ -144,21 +150,35 @@ class TorchBatchNorm(snt.Module):
     Training keeps for the backward pass only what the gradient of the next layer keeps anyway
     (x for the BatchNorm, the activation's output for the next layer), not the normalised
     tensor between them: one activation-sized tensor less per BatchNorm (a quarter of a LegNet
-    block's training memory) for one more elementwise pass in the backward pass.
+    block's training memory). The recomputation reuses the batch statistics the forward kernel
+    saved, so it is one elementwise pass (the kernel in inference mode), not another reduction,
+    and the BatchNorm gradient is the kernel TensorFlow's own gradient for the op calls.
     """
     @tf.custom_gradient
     def forward(inputs, scale, offset):
-      normalised, mean, unbiased = self._fused(inputs, scale, offset)
+      normalised, mean, unbiased, saved = self._fused(inputs, scale, offset)
 
       def grad(d_outputs, d_mean, d_unbiased):
         del d_mean, d_unbiased  # the statistics only feed the running averages
+        saved_mean, saved_variance, reserve = saved
+        image = self._as_image(inputs)
         # The control dependency keeps Grappler from merging the recomputation with the
         # forward pass (which would keep the normalised tensor alive after all), as tf.nn.silu
         # does for its sigmoid.
-        with tf.GradientTape() as tape, tf.control_dependencies([d_outputs]):
-          tape.watch([inputs, scale, offset])
-          again = activation(self._fused(inputs, scale, offset)[0])
-        return tape.gradient(again, [inputs, scale, offset], output_gradients=d_outputs)
+        with tf.control_dependencies([d_outputs]):
+          again = tf.raw_ops.FusedBatchNormV3(
+              x=image, scale=scale, offset=offset, mean=saved_mean, variance=saved_variance,
+              epsilon=self.eps, data_format="NHWC", is_training=False)[0]
+        with tf.GradientTape() as tape:
+          tape.watch(again)
+          activated = activation(again)
+        d_normalised = tape.gradient(activated, again,
+                                     output_gradients=self._as_image(d_outputs))
+        d_inputs, d_scale, d_offset = tf.raw_ops.FusedBatchNormGradV3(
+            y_backprop=d_normalised, x=image, scale=scale, reserve_space_1=saved_mean,
+            reserve_space_2=saved_variance, reserve_space_3=reserve, epsilon=self.eps,
+            data_format="NHWC", is_training=True)[:3]
+        return tf.reshape(d_inputs, tf.shape(inputs)), d_scale, d_offset
 
       return (activation(normalised), mean, unbiased), grad
 
@@ -186,7 +206,7 @@ class TorchBatchNorm(snt.Module):
       if inputs.dtype == tf.float32 and (context is None or context.num_replicas_in_sync == 1):
         scale, offset = tf.convert_to_tensor(self.scale), tf.convert_to_tensor(self.offset)
         if activation is None:
-          outputs, mean, unbiased = self._fused(inputs, scale, offset)
+          outputs, mean, unbiased, _ = self._fused(inputs, scale, offset)
         else:
           outputs, mean, unbiased = self._fused_activation(activation)(inputs, scale, offset)
         self._update_running(mean, unbiased)
