@@ -11,7 +11,7 @@ encoding) with random bins. Each timing is the median over `--repeats` after `--
 untimed calls (tracing, slot creation), reported as wall seconds and process CPU seconds:
 on a shared machine CPU-seconds / threads is the steadier figure; `system_s` is the kernel's
 share of them. Host memory grows about linearly with the batch (DREAM-CNN train step peak RSS:
-3.4 GiB at batch 256, 10.4 GiB at 1024 on CPU).
+3.6 GiB at batch 256, 11.1 GiB at 1024 on CPU).
 
 `--reference` points at a local checkout of de-Boer-Lab/random-promoter-dream-challenge-2022
 (only its model modules are imported: needs torch, numpy, pandas); the same steps are timed

@@ -5,7 +5,7 @@ import pytest
 import sonnet as snt
 import tensorflow as tf
 
-from tf_seqmodels.blocks.convolution import Conv1D, conv1d
+from tf_seqmodels.blocks.convolution import Conv1D, conv1d, cpu_gradients
 from tf_seqmodels.training.precision import compute_dtype
 
 # (kernel, rate, padding, C_in, C_out): odd and even kernels, dilation, both paddings, and both
@@ -38,7 +38,8 @@ def test_conv1d_matches_tensorflow_outputs_and_gradients(kernel, rate, padding, 
 
   expected_y, expected = loss_and_grads(
       lambda a, b: tf.nn.convolution(a, b, padding=padding, dilations=rate))
-  y, got = loss_and_grads(lambda a, b: conv1d(a, b, rate=rate, padding=padding))
+  with cpu_gradients():
+    y, got = loss_and_grads(lambda a, b: conv1d(a, b, rate=rate, padding=padding))
   np.testing.assert_array_equal(y.numpy(), expected_y.numpy())  # the same forward op
   for g, e in zip(got, expected):
     assert g.shape == e.shape
@@ -50,7 +51,7 @@ def test_conv1d_gradient_inside_tf_function_with_unknown_length():
 
   @tf.function(input_signature=[tf.TensorSpec([None, None, 4])])
   def grads(x):
-    with tf.GradientTape() as tape:
+    with tf.GradientTape() as tape, cpu_gradients():
       tape.watch([x, w])
       loss = tf.reduce_sum(tf.square(conv1d(x, w)))
     return tape.gradient(loss, [x, w])
@@ -78,7 +79,7 @@ def test_layer_is_snt_conv1d_with_same_variables_and_outputs():
   for a, b in zip(theirs.variables, ours.variables):
     b.assign(a)
   np.testing.assert_array_equal(ours(x).numpy(), theirs(x).numpy())
-  with tf.GradientTape(persistent=True) as tape:
+  with tf.GradientTape(persistent=True) as tape, cpu_gradients():
     mine, ref = tf.reduce_sum(ours(x) ** 2), tf.reduce_sum(theirs(x) ** 2)
   for g, e in zip(tape.gradient(mine, ours.trainable_variables),
                   tape.gradient(ref, theirs.trainable_variables)):
@@ -105,3 +106,53 @@ def test_layer_computes_in_bfloat16_under_mixed_precision():
   # bfloat16 has an 8-bit mantissa: close to the float32 result, but not equal to it.
   assert not np.array_equal(low.numpy(), full.numpy())
   np.testing.assert_allclose(low.numpy(), full.numpy(), rtol=0.05, atol=0.05)
+
+
+def _graph_op_types(fn, *args) -> set:
+  return {op.type for op in tf.function(fn).get_concrete_function(*args).graph.get_operations()}
+
+
+def test_hand_built_gradient_only_inside_cpu_gradients():
+  """Outside the context (inference, DeepLIFT's op rules, exports) the graph is the plain
+  convolution; inside it (the trainer's step) the custom gradient's IdentityN wraps it."""
+  x, w = tf.zeros([1, 8, 3]), tf.zeros([3, 3, 2])
+  assert "IdentityN" not in _graph_op_types(lambda a: conv1d(a, w), x)
+
+  def traced_in_context(a):
+    with cpu_gradients():
+      return conv1d(a, w)
+
+  assert "IdentityN" in _graph_op_types(traced_in_context, x)
+  assert "IdentityN" not in _graph_op_types(lambda a: conv1d(a, w), tf.zeros([1, 9, 3]))
+
+
+def test_trainer_step_traces_convolutions_with_the_cpu_gradient(monkeypatch):
+  """The trainer traces its step inside cpu_gradients() (the only place the gradient is on)."""
+  from tf_seqmodels.blocks import convolution
+  from tf_seqmodels.training.trainer import Trainer, TrainerConfig
+  seen = []
+  original = convolution.conv1d
+
+  def spy(*args, **kwargs):
+    seen.append(convolution._active)
+    return original(*args, **kwargs)
+
+  monkeypatch.setattr(convolution, "conv1d", spy)
+
+  class Tiny(snt.Module):
+    def __init__(self):
+      super().__init__()
+      self.conv = Conv1D(2, 3)
+
+    def __call__(self, inputs, is_training):
+      return {"y": tf.reduce_mean(self.conv(inputs), axis=[1, 2])}
+
+  from tf_seqmodels.tasks.dream import RegressionTask
+  from tf_seqmodels.training.optimizers import AdamW
+  data = tf.data.Dataset.from_tensors((tf.ones([4, 6, 3]), {"y": tf.zeros([4])})).repeat()
+  trainer = Trainer(Tiny(), RegressionTask(["y"]), AdamW(0.01),
+                    config=TrainerConfig(progress=False, tensorboard=False))
+  next(trainer.train_steps(data))
+  # The model is built (variables created) outside the step; the step's trace is the last call.
+  assert seen[-1] > 0
+  assert convolution._active == 0
