@@ -5,7 +5,8 @@ import pytest
 import sonnet as snt
 import tensorflow as tf
 
-from tf_seqmodels.blocks.convolution import Conv1D, conv1d, cpu_gradients
+from tf_seqmodels.blocks.convolution import Conv1D, conv1d
+from tf_seqmodels.blocks.gradients import fast_gradients
 from tf_seqmodels.training.precision import compute_dtype
 
 # (kernel, rate, padding, C_in, C_out): odd and even kernels, dilation, both paddings, and both
@@ -38,7 +39,7 @@ def test_conv1d_matches_tensorflow_outputs_and_gradients(kernel, rate, padding, 
 
   expected_y, expected = loss_and_grads(
       lambda a, b: tf.nn.convolution(a, b, padding=padding, dilations=rate))
-  with cpu_gradients():
+  with fast_gradients():
     y, got = loss_and_grads(lambda a, b: conv1d(a, b, rate=rate, padding=padding))
   np.testing.assert_array_equal(y.numpy(), expected_y.numpy())  # the same forward op
   for g, e in zip(got, expected):
@@ -51,7 +52,7 @@ def test_conv1d_gradient_inside_tf_function_with_unknown_length():
 
   @tf.function(input_signature=[tf.TensorSpec([None, None, 4])])
   def grads(x):
-    with tf.GradientTape() as tape, cpu_gradients():
+    with tf.GradientTape() as tape, fast_gradients():
       tape.watch([x, w])
       loss = tf.reduce_sum(tf.square(conv1d(x, w)))
     return tape.gradient(loss, [x, w])
@@ -79,7 +80,7 @@ def test_layer_is_snt_conv1d_with_same_variables_and_outputs():
   for a, b in zip(theirs.variables, ours.variables):
     b.assign(a)
   np.testing.assert_array_equal(ours(x).numpy(), theirs(x).numpy())
-  with tf.GradientTape(persistent=True) as tape, cpu_gradients():
+  with tf.GradientTape(persistent=True) as tape, fast_gradients():
     mine, ref = tf.reduce_sum(ours(x) ** 2), tf.reduce_sum(theirs(x) ** 2)
   for g, e in zip(tape.gradient(mine, ours.trainable_variables),
                   tape.gradient(ref, theirs.trainable_variables)):
@@ -112,14 +113,14 @@ def _graph_op_types(fn, *args) -> set:
   return {op.type for op in tf.function(fn).get_concrete_function(*args).graph.get_operations()}
 
 
-def test_hand_built_gradient_only_inside_cpu_gradients():
+def test_hand_built_gradient_only_inside_fast_gradients():
   """Outside the context (inference, DeepLIFT's op rules, exports) the graph is the plain
   convolution; inside it (the trainer's step) the custom gradient's IdentityN wraps it."""
   x, w = tf.zeros([1, 8, 3]), tf.zeros([3, 3, 2])
   assert "IdentityN" not in _graph_op_types(lambda a: conv1d(a, w), x)
 
   def traced_in_context(a):
-    with cpu_gradients():
+    with fast_gradients():
       return conv1d(a, w)
 
   assert "IdentityN" in _graph_op_types(traced_in_context, x)
@@ -127,14 +128,14 @@ def test_hand_built_gradient_only_inside_cpu_gradients():
 
 
 def test_trainer_step_traces_convolutions_with_the_cpu_gradient(monkeypatch):
-  """The trainer traces its step inside cpu_gradients() (the only place the gradient is on)."""
-  from tf_seqmodels.blocks import convolution
+  """The trainer traces its step inside fast_gradients() (the only place the gradient is on)."""
+  from tf_seqmodels.blocks import convolution, gradients
   from tf_seqmodels.training.trainer import Trainer, TrainerConfig
   seen = []
   original = convolution.conv1d
 
   def spy(*args, **kwargs):
-    seen.append(convolution._active)
+    seen.append(gradients.fast_gradients_active())
     return original(*args, **kwargs)
 
   monkeypatch.setattr(convolution, "conv1d", spy)
@@ -154,5 +155,5 @@ def test_trainer_step_traces_convolutions_with_the_cpu_gradient(monkeypatch):
                     config=TrainerConfig(progress=False, tensorboard=False))
   next(trainer.train_steps(data))
   # The model is built (variables created) outside the step; the step's trace is the last call.
-  assert seen[-1] > 0
-  assert convolution._active == 0
+  assert seen[-1]
+  assert not gradients.fast_gradients_active()

@@ -17,22 +17,20 @@ takes 0.54 instead of 1.12 CPU-s and the filter gradient 0.62 instead of 0.86. T
 pass is the op `snt.Conv1D` runs, so outputs are bit-identical; gradients agree to float32
 rounding. Variables, names and checkpoints are `snt.Conv1D`'s.
 
-The gradient is opt-in, for graphs traced inside `cpu_gradients()` (the trainer's step):
-elsewhere only the forward pass matters, and the plain op keeps what reads graphs simple
-(DeepLIFT's per-op rules, SavedModel exports, XLA). GPUs and TPUs have fast gradient kernels
-(and the shifted copies would cost accelerator memory), so when one is visible the layer is
-exactly `snt.Conv1D` there too.
+The gradient is on only in graphs traced inside `gradients.fast_gradients()` (the trainer's
+step; elsewhere the plain op keeps DeepLIFT's per-op rules and exports simple). GPUs and
+TPUs have fast gradient kernels (and the shifted copies would cost accelerator memory), so
+when one is visible the layer is exactly `snt.Conv1D` there too.
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import threading
-from typing import Iterator
 
 import sonnet as snt
 import tensorflow as tf
+
+from tf_seqmodels.blocks.gradients import fast_gradients_active
 
 
 # Above this many channels (k x the narrower of C_in, C_out) the shifted copies the filter
@@ -40,24 +38,6 @@ import tensorflow as tf
 # convolutions at 768-1536 channels), so the filter gradient uses TensorFlow's kernel. DREAM's
 # widest case is 7 x 128 = 896.
 _MAX_SHIFTED_CHANNELS = 1024
-
-
-_lock = threading.Lock()
-_active = 0  # how many cpu_gradients() contexts are open (a process-wide count: replica
-             # functions of a distribution strategy trace in threads of their own)
-
-
-@contextlib.contextmanager
-def cpu_gradients() -> Iterator[None]:
-  """Conv1D layers called (traced) inside this block get the CPU gradient of `conv1d`."""
-  global _active
-  with _lock:
-    _active += 1
-  try:
-    yield
-  finally:
-    with _lock:
-      _active -= 1
 
 
 @functools.lru_cache(maxsize=None)
@@ -75,7 +55,7 @@ def _paddings(kernel_size: int, rate: int, padding: str) -> tuple[int, int]:
 
 def conv1d(inputs: tf.Tensor, filters: tf.Tensor, rate: int = 1,
            padding: str = "SAME") -> tf.Tensor:
-  """`tf.nn.convolution` at stride 1, NWC; inside `cpu_gradients()` (and with no GPU or TPU
+  """`tf.nn.convolution` at stride 1, NWC; inside `fast_gradients()` (and with no GPU or TPU
   visible) with the CPU gradient described above.
 
   Shapes: inputs [B, L, C_in], filters [k, C_in, C_out] -> [B, L_out, C_out].
@@ -86,7 +66,7 @@ def conv1d(inputs: tf.Tensor, filters: tf.Tensor, rate: int = 1,
   def forward(x, w):
     return tf.nn.convolution(x, w, padding=padding, dilations=rate)
 
-  if not _active or _accelerator_visible():
+  if not fast_gradients_active() or _accelerator_visible():
     return forward(inputs, filters)
 
   @tf.custom_gradient
@@ -141,7 +121,7 @@ class Conv1D(snt.Conv1D):
   """`snt.Conv1D` (same arguments, variables and outputs) with `conv1d`'s CPU gradient.
 
   Stride 1 with 'SAME' or 'VALID' padding, channels last, takes the faster gradient inside
-  `cpu_gradients()`; any other configuration, or a call outside it, is plain `snt.Conv1D`.
+  `fast_gradients()`; any other configuration, or a call outside it, is plain `snt.Conv1D`.
   """
 
   def __call__(self, inputs: tf.Tensor) -> tf.Tensor:

@@ -64,7 +64,7 @@ from typing import Any, Callable, Iterator, Literal, Mapping, Optional, Sequence
 import numpy as np
 import tensorflow as tf
 
-from tf_seqmodels.blocks.convolution import cpu_gradients
+from tf_seqmodels.blocks.gradients import fast_gradients
 from tf_seqmodels.config import Config, ConfigError
 from tf_seqmodels.tasks.base import Task, select_metric, source_metric_directions
 from tf_seqmodels.training import checkpointing
@@ -462,8 +462,8 @@ class Trainer:
 
     def compute(inputs, targets):
       with tf.GradientTape() as tape:
-        # cpu_gradients: convolutions take a faster CPU gradient (blocks.convolution).
-        with compute_dtype(self._dtype), cpu_gradients():
+        # fast_gradients: blocks with hand-built gradients use them (blocks.gradients).
+        with compute_dtype(self._dtype), fast_gradients():
           outputs = self.model(inputs, is_training=True)
         loss = tf.cast(task.loss(targets, _float32(outputs)), tf.float32)
       grads = tape.gradient(loss, variables)
