@@ -10,6 +10,7 @@ from tf_seqmodels.blocks.enformer import (ConvTowerBlock, FinalPointwise, Softpl
                                           conv_tower, transformer_stack)
 from tf_seqmodels.blocks.prixfixe import (BHICore, MultiKernelConv, RegressionHead, SoftBinHead,
                                           soft_bin_expectation)
+from tf_seqmodels.blocks.convolution import Conv1D
 from tf_seqmodels.blocks.conformer import (PackedMultiheadAttention, Proformer, ProformerLayer,
                                            SwiGLUFeedForward)
 from tf_seqmodels.blocks.legnet import (GroupedConv1D, InvertedResidual, LegNetBlock, LegNetCore,
@@ -27,7 +28,7 @@ __all__ = [
 __all__ += ["PackedMultiheadAttention", "Proformer", "ProformerLayer", "SwiGLUFeedForward",
             "GroupedConv1D", "InvertedResidual", "LegNetBlock", "LegNetCore", "SqueezeExcitation",
             "LSTM", "BidirectionalLSTM", "TorchBatchNorm"]
-__all__ += ["BPNetTrunk", "DilatedResidualStack", "ProfileCountsHead"]
+__all__ += ["BPNetTrunk", "DilatedResidualStack", "ProfileCountsHead", "Conv1D"]
 __all__ += ["sinusoidal_position_encoding", "centre_crop", "ConvTowerBlock", "FinalPointwise",
             "SoftplusHead", "Stem", "conv_tower", "transformer_stack", "BHICore",
             "MultiKernelConv", "RegressionHead", "SoftBinHead", "soft_bin_expectation"]

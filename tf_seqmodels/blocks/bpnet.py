@@ -18,7 +18,6 @@ from typing import Optional
 import sonnet as snt
 import tensorflow as tf
 
-from tf_seqmodels.blocks.convolution import Conv1D
 from tf_seqmodels.blocks.core import centre_crop
 
 
@@ -52,7 +51,7 @@ class DilatedResidualStack(snt.Module):
       raise ValueError(f"dilated kernel size must be odd (symmetric crop), got {kernel_size}")
     self.kernel_size = kernel_size
     self.convs = [
-        Conv1D(filters, kernel_size, rate=2**i, padding="VALID", w_init=w_init,
+        snt.Conv1D(filters, kernel_size, rate=2**i, padding="VALID", w_init=w_init,
                    name=f"conv_{i}")
         for i in range(1, num_layers + 1)
     ]
@@ -81,7 +80,7 @@ class BPNetTrunk(snt.Module):
     super().__init__(name=name)
     w_init = kernel_initializer(initializer)
     self.first_kernel_size = first_kernel_size
-    self.first_conv = Conv1D(filters, first_kernel_size, padding="VALID", w_init=w_init,
+    self.first_conv = snt.Conv1D(filters, first_kernel_size, padding="VALID", w_init=w_init,
                                  name="first_conv")
     self.dilated = DilatedResidualStack(filters, num_dilated_layers, dilated_kernel_size,
                                         w_init=w_init, name="dilated")
@@ -109,7 +108,7 @@ class ProfileCountsHead(snt.Module):
     w_init = kernel_initializer(initializer)
     self.output_length = output_length
     self.profile_kernel_size = profile_kernel_size
-    self.profile_conv = Conv1D(1, profile_kernel_size, padding="VALID", w_init=w_init,
+    self.profile_conv = snt.Conv1D(1, profile_kernel_size, padding="VALID", w_init=w_init,
                                    name="profile_conv")
     self.counts_linear = snt.Linear(1, w_init=w_init, name="counts_linear")
 

@@ -17,6 +17,13 @@ takes 0.54 instead of 1.12 CPU-s and the filter gradient 0.62 instead of 0.86. T
 pass is the op `snt.Conv1D` runs, so outputs are bit-identical; gradients agree to float32
 rounding. Variables, names and checkpoints are `snt.Conv1D`'s.
 
+Used by the DREAM blocks (LegNet, Prix Fixe, Proformer), where it was measured and where the
+trained models match their references. Enformer, BPNet and the dilated blocks keep
+`snt.Conv1D`: trained with this gradient, the demo Enformer of `tests/test_synthetic.py` ended
+worse than with TensorFlow's in 6 of 7 seeds (3 of them below the test's bar, against none),
+although its per-step gradients agree to rounding except for the biases that feed a
+BatchNorm (whose true gradient is zero). Until that is understood they do not use it.
+
 The gradient is on only in graphs traced inside `gradients.fast_gradients()` (the trainer's
 step; elsewhere the plain op keeps DeepLIFT's per-op rules and exports simple). GPUs and
 TPUs have fast gradient kernels (and the shifted copies would cost accelerator memory), so
@@ -34,9 +41,9 @@ from tf_seqmodels.blocks.gradients import fast_gradients_active
 
 
 # Above this many channels (k x the narrower of C_in, C_out) the shifted copies the filter
-# gradient multiplies against would take more memory than they save time (Enformer's k=5
-# convolutions at 768-1536 channels), so the filter gradient uses TensorFlow's kernel. DREAM's
-# widest case is 7 x 128 = 896.
+# gradient multiplies against would take more memory than they save time (e.g. k=5 at 768
+# channels), so the filter gradient uses TensorFlow's kernel. DREAM's widest case is
+# 7 x 128 = 896.
 _MAX_SHIFTED_CHANNELS = 1024
 
 

@@ -7,8 +7,6 @@ from typing import Callable, Optional, Sequence
 import sonnet as snt
 import tensorflow as tf
 
-from tf_seqmodels.blocks.convolution import Conv1D
-
 
 def shape_list(x: tf.Tensor) -> list:
   """Dimensions of `x`: Python ints where static, scalar tensors where dynamic.
@@ -88,7 +86,7 @@ class ConvBlock(snt.Module):
     super().__init__(name=name)
     self.norm = cross_replica_batch_norm(bn_decay, bn_eps, name="batch_norm")
     self.activation = activation
-    self.conv = Conv1D(filters, kernel_size, name="conv")
+    self.conv = snt.Conv1D(filters, kernel_size, name="conv")
 
   def __call__(self, inputs: tf.Tensor, is_training: bool) -> tf.Tensor:
     return self.conv(self.activation(self.norm(inputs, is_training=is_training)))

@@ -18,7 +18,6 @@ from typing import Optional
 import sonnet as snt
 import tensorflow as tf
 
-from tf_seqmodels.blocks.convolution import Conv1D
 from tf_seqmodels.blocks.core import cross_replica_batch_norm, gelu_sigmoid
 
 
@@ -48,9 +47,9 @@ class DilatedResidualBlock(snt.Module):
     super().__init__(name=name)
     self.dropout_rate = dropout_rate
     self.dilated_norm = cross_replica_batch_norm(bn_decay, name="dilated_norm")
-    self.dilated_conv = Conv1D(channels // 2, kernel_size, rate=dilation, name="dilated_conv")
+    self.dilated_conv = snt.Conv1D(channels // 2, kernel_size, rate=dilation, name="dilated_conv")
     self.pointwise_norm = cross_replica_batch_norm(bn_decay, name="pointwise_norm")
-    self.pointwise_conv = Conv1D(channels, 1, name="pointwise_conv")
+    self.pointwise_conv = snt.Conv1D(channels, 1, name="pointwise_conv")
 
   def __call__(self, inputs: tf.Tensor, is_training: bool) -> tf.Tensor:
     x = self.dilated_conv(gelu_sigmoid(self.dilated_norm(inputs, is_training=is_training)))

@@ -20,7 +20,6 @@ import sonnet as snt
 import tensorflow as tf
 
 from tf_seqmodels.blocks.attention import POSITIONAL_FUNCTIONS
-from tf_seqmodels.blocks.convolution import Conv1D
 from tf_seqmodels.blocks.core import ConvBlock, Residual, gelu_sigmoid
 from tf_seqmodels.blocks.pooling import pooling_module
 from tf_seqmodels.blocks.transformer import TransformerBlock
@@ -35,7 +34,7 @@ class Stem(snt.Module):
   def __init__(self, width: int, kernel_size: int = 15, pooling_type: str = "attention",
                bn_decay: float = 0.9, name: Optional[str] = None):
     super().__init__(name=name)
-    self.conv = Conv1D(width, kernel_size, name="conv")
+    self.conv = snt.Conv1D(width, kernel_size, name="conv")
     self.pointwise = Residual(ConvBlock(width, 1, bn_decay=bn_decay, name="pointwise"))
     self.pool = pooling_module(pooling_type, 2, name="pool")
 
