@@ -10,7 +10,8 @@ from tf_seqmodels.blocks.gradients import fast_gradients
 from tf_seqmodels.training.precision import compute_dtype
 
 # (kernel, rate, padding, C_in, C_out): odd and even kernels, dilation, both paddings, and both
-# filter-gradient layouts (C_in <= C_out shifts x, C_in > C_out shifts dy).
+# filter-gradient layouts (C_in <= C_out shifts x, C_in > C_out shifts dy), and where the shifted
+# copies would be wide TensorFlow's filter kernel (undilated) or one product per tap (dilated).
 CASES = [
     (7, 1, "SAME", 12, 5),
     (7, 1, "SAME", 5, 12),
@@ -20,6 +21,8 @@ CASES = [
     (21, 1, "VALID", 4, 9),
     (1, 1, "SAME", 10, 7),
     (1, 1, "VALID", 7, 10),
+    (5, 2, "SAME", 210, 240),  # k x narrower = 1050 > 1024, dilated: one product per tap
+    (5, 1, "VALID", 240, 210),  # the same undilated: TensorFlow's filter kernel
 ]
 
 

@@ -110,7 +110,7 @@ class ConformerConvModule(snt.Module):
     self.depthwise = GroupedConv1D(channels, channels, kernel_size, groups=channels,
                                    w_init=torch_uniform(kernel_size), name="depthwise")
     self.pointwise = Conv1D(channels, 1, w_init=torch_uniform(channels),
-                                b_init=torch_uniform(channels), name="pointwise")
+                            b_init=torch_uniform(channels), name="pointwise")
 
   def __call__(self, inputs: tf.Tensor, is_training: bool) -> tf.Tensor:
     x = tf.nn.relu(self.pointwise(self.depthwise(inputs)))

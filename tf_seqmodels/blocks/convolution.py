@@ -9,8 +9,9 @@ themselves a forward convolution and a matrix product:
     dx      = VALID conv of dy padded by (s - before, s - after), kernel w flipped along j
               and transposed to [k, C_out, C_in]        (s = (k - 1) r, the kernel's span)
     dw[j]   = sum_l xp[l + j r]^T dy[l]                 one [C_in, N] x [N, k C_out] product
-              against k shifted copies of the narrower of x and dy (TensorFlow's kernel
-              when those copies would be wide: k x that width > 1024 channels)
+              against k shifted copies of the narrower of x and dy (TensorFlow's kernel,
+              or dilated one product per tap, when those copies would be wide: k x that
+              width > 1024 channels)
 
 On a 2-core CPU (DREAM-CNN's k=7, 640 -> 128 convolution at batch 256) the input gradient
 takes 0.54 instead of 1.12 CPU-s and the filter gradient 0.62 instead of 0.86. The forward
@@ -42,8 +43,9 @@ from tf_seqmodels.blocks.gradients import fast_gradients_active
 
 # Above this many channels (k x the narrower of C_in, C_out) the shifted copies the filter
 # gradient multiplies against would take more memory than they save time (e.g. k=5 at 768
-# channels), so the filter gradient uses TensorFlow's kernel. DREAM's widest case is
-# 7 x 128 = 896.
+# channels), so the filter gradient uses TensorFlow's kernel (or, dilated, one product per
+# kernel tap). DREAM-CNN's widest case is 7 x 128 = 896; DREAM-RNN's k=15, 640 -> 160
+# convolutions (2400) take TensorFlow's kernel.
 _MAX_SHIFTED_CHANNELS = 1024
 
 
@@ -91,21 +93,29 @@ def conv1d(inputs: tf.Tensor, filters: tf.Tensor, rate: int = 1,
       padded = tf.pad(x, [[0, 0], [before, after], [0, 0]]) if span else x
       out_length = tf.shape(d_outputs)[1]
       narrower = min(in_channels, out_channels)
-      if kernel_size * narrower > _MAX_SHIFTED_CHANNELS:
-        # k shifted copies of a wide tensor would cost k activations of memory: use the kernel.
+      flat_d_outputs = tf.reshape(d_outputs, [-1, out_channels])
+      if kernel_size * narrower > _MAX_SHIFTED_CHANNELS and rate == 1:
+        # k shifted copies of a wide tensor would cost k activations of memory: TensorFlow's
+        # kernel (measured a little faster than the per-tap products below).
         d_filters = tf.raw_ops.Conv2DBackpropFilter(
             input=tf.expand_dims(x, 1), filter_sizes=[1, kernel_size, in_channels, out_channels],
-            out_backprop=tf.expand_dims(d_outputs, 1), strides=[1, 1, 1, 1], padding=padding,
-            dilations=[1, 1, rate, 1])[0]
+            out_backprop=tf.expand_dims(d_outputs, 1), strides=[1, 1, 1, 1],
+            padding=padding)[0]
+      elif kernel_size * narrower > _MAX_SHIFTED_CHANNELS:
+        # The same with dilation, which TensorFlow's CPU kernel does not support: one
+        # [C_in, N] x [N, C_out] product per kernel tap, one window at a time.
+        d_filters = tf.stack([
+            tf.matmul(tf.reshape(padded[:, j * rate:j * rate + out_length], [-1, in_channels]),
+                      flat_d_outputs, transpose_a=True) for j in range(kernel_size)])
       elif kernel_size == 1:
-        pairs = tf.reshape(padded, [-1, in_channels]), tf.reshape(d_outputs, [-1, out_channels])
-        d_filters = tf.matmul(*pairs, transpose_a=True)[tf.newaxis]
+        d_filters = tf.matmul(tf.reshape(padded, [-1, in_channels]), flat_d_outputs,
+                              transpose_a=True)[tf.newaxis]
       elif in_channels <= out_channels:
         # k shifted windows of x against dy: [k C_in, N] x [N, C_out].
         windows = tf.concat([padded[:, j * rate:j * rate + out_length]
                              for j in range(kernel_size)], axis=-1)
         d_filters = tf.matmul(tf.reshape(windows, [-1, kernel_size * in_channels]),
-                              tf.reshape(d_outputs, [-1, out_channels]), transpose_a=True)
+                              flat_d_outputs, transpose_a=True)
         d_filters = tf.reshape(d_filters, [kernel_size, in_channels, out_channels])
       else:
         # x against k shifted copies of dy (dy placed at offset j r in a padded-length frame):

@@ -137,7 +137,7 @@ class ConvBatchNormAct(snt.Module):
                name: Optional[str] = None):
     super().__init__(name=name)
     self.conv = Conv1D(out_channels, kernel_size, padding="SAME", with_bias=False,
-                           w_init=autosome_conv_init(kernel_size, out_channels), name="conv")
+                       w_init=autosome_conv_init(kernel_size, out_channels), name="conv")
     self.norm = TorchBatchNorm(bn_momentum, bn_eps, name="norm")
     self.activation = activation
 
@@ -170,15 +170,14 @@ class InvertedResidual(snt.Module):
                        f"filters_per_group {filters_per_group}")
     e = expanded_channels
     self.activation = activation
-    self.expand = Conv1D(e, 1, with_bias=False, w_init=autosome_conv_init(1, e),
-                             name="expand")
+    self.expand = Conv1D(e, 1, with_bias=False, w_init=autosome_conv_init(1, e), name="expand")
     self.expand_norm = TorchBatchNorm(bn_momentum, bn_eps, name="expand_norm")
     self.grouped = GroupedConv1D(e, e, kernel_size, groups=e // filters_per_group,
                                  w_init=autosome_conv_init(kernel_size, e), name="grouped")
     self.grouped_norm = TorchBatchNorm(bn_momentum, bn_eps, name="grouped_norm")
     self.se = SqueezeExcitation(e, in_channels // se_reduction, name="se")
     self.project = Conv1D(in_channels, 1, with_bias=False,
-                              w_init=autosome_conv_init(1, in_channels), name="project")
+                          w_init=autosome_conv_init(1, in_channels), name="project")
     self.project_norm = TorchBatchNorm(bn_momentum, bn_eps, name="project_norm")
 
   def __call__(self, inputs: tf.Tensor, is_training: bool) -> tf.Tensor:

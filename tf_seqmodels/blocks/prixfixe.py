@@ -41,7 +41,7 @@ class MultiKernelConv(snt.Module):
     self.dropout_rate = dropout_rate
     self.convs = [
         Conv1D(each, k, padding="SAME", w_init=torch_uniform(in_channels * k),
-                   b_init=torch_uniform(in_channels * k), name=f"conv_{i}")
+               b_init=torch_uniform(in_channels * k), name=f"conv_{i}")
         for i, k in enumerate(kernel_sizes)
     ]
 
@@ -101,7 +101,7 @@ class RegressionHead(snt.Module):
     super().__init__(name=name)
     self.task_names = tuple(task_names)
     self.mappers = [Conv1D(hidden_channels, 1, w_init=autosome_conv_init(1, hidden_channels),
-                               name=f"mapper_{task}") for task in self.task_names]
+                           name=f"mapper_{task}") for task in self.task_names]
     self.linears = [snt.Linear(1, w_init=autosome_linear_init(), name=f"linear_{task}")
                     for task in self.task_names]
 
