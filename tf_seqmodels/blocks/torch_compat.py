@@ -75,9 +75,9 @@ class TorchBatchNorm(snt.Module):
   Training: normalises with the biased batch variance over every axis but the last and
   updates running_mean / running_var with PyTorch's momentum rule (unbiased variance), in one
   fused kernel; with `activation`, activation(BatchNorm(x)) keeps less for the backward pass
-  (`_fused_activation`); inference: uses the running statistics. Inside a multi-replica `tf.distribute` replica
-  context the batch moments are all-reduced (synchronised BatchNorm), so every replica
-  computes the same statistics and the same running-stat update.
+  (`_fused_activation`); inference: uses the running statistics. Inside a multi-replica
+  `tf.distribute` replica context the batch moments are all-reduced (synchronised BatchNorm),
+  so every replica computes the same statistics and the same running-stat update.
 
   Variables (created on the first call, C read from the input):
     scale [C] (PyTorch `weight`), offset [C] (`bias`): trainable.
