@@ -491,9 +491,11 @@ class Trainer:
     def step(inputs, targets):
       loss, grads, examples = gradients_fn(inputs, targets)
       present = [g for g in grads if g is not None]
-      finite = tf.reduce_all(tf.stack([tf.reduce_all(tf.math.is_finite(loss))]
-                                      + [tf.reduce_all(tf.math.is_finite(g)) for g in present]))
       norm = tf.linalg.global_norm(present)
+      # A NaN or Inf in any gradient makes the norm NaN or Inf, so the norm is the one check
+      # (one reduction instead of a pass over every gradient). A finite gradient whose squares
+      # overflow also fails it, rightly: clipping or Adam would turn that update into NaN.
+      finite = tf.logical_and(tf.reduce_all(tf.math.is_finite(loss)), tf.math.is_finite(norm))
       if clip is not None:
         clipped, _ = tf.clip_by_global_norm(present, clip, use_norm=norm)
         it = iter(clipped)
