@@ -11,13 +11,14 @@ from tf_seqmodels.blocks.enformer import (ConvTowerBlock, FinalPointwise, Softpl
 from tf_seqmodels.blocks.prixfixe import (BHICore, MultiKernelConv, RegressionHead, SoftBinHead,
                                           soft_bin_expectation)
 from tf_seqmodels.blocks.convolution import Conv1D
+from tf_seqmodels.blocks.linear import Linear
 from tf_seqmodels.blocks.conformer import (PackedMultiheadAttention, Proformer, ProformerLayer,
                                            SwiGLUFeedForward)
 from tf_seqmodels.blocks.legnet import (GroupedConv1D, InvertedResidual, LegNetBlock, LegNetCore,
                                         SqueezeExcitation)
 from tf_seqmodels.blocks.pooling import MaxPooling1D, SoftmaxPooling1D, pooling_module
 from tf_seqmodels.blocks.recurrent import LSTM, BidirectionalLSTM
-from tf_seqmodels.blocks.torch_compat import TorchBatchNorm
+from tf_seqmodels.blocks.torch_compat import LayerNorm, TorchBatchNorm
 from tf_seqmodels.blocks.transformer import TransformerBlock
 
 __all__ = [
@@ -27,8 +28,8 @@ __all__ = [
 ]
 __all__ += ["PackedMultiheadAttention", "Proformer", "ProformerLayer", "SwiGLUFeedForward",
             "GroupedConv1D", "InvertedResidual", "LegNetBlock", "LegNetCore", "SqueezeExcitation",
-            "LSTM", "BidirectionalLSTM", "TorchBatchNorm"]
-__all__ += ["BPNetTrunk", "DilatedResidualStack", "ProfileCountsHead", "Conv1D"]
+            "LSTM", "BidirectionalLSTM", "TorchBatchNorm", "LayerNorm"]
+__all__ += ["BPNetTrunk", "DilatedResidualStack", "ProfileCountsHead", "Conv1D", "Linear"]
 __all__ += ["sinusoidal_position_encoding", "centre_crop", "ConvTowerBlock", "FinalPointwise",
             "SoftplusHead", "Stem", "conv_tower", "transformer_stack", "BHICore",
             "MultiKernelConv", "RegressionHead", "SoftBinHead", "soft_bin_expectation"]

@@ -86,11 +86,15 @@ def conv1d(inputs: tf.Tensor, filters: tf.Tensor, rate: int = 1,
       kernel_size, in_channels, out_channels = w.shape
       before, after = _paddings(kernel_size, rate, padding)
       span = (kernel_size - 1) * rate
-      flipped = tf.transpose(tf.reverse(w, [0]), [0, 2, 1])
+      # The padded (and shifted) copies of x depend on x alone: without this dependency the
+      # executor builds them for every layer as soon as x exists, in the forward pass, and
+      # holds them until the backward pass reaches the layer.
+      with tf.control_dependencies([d_outputs]):
+        padded = tf.pad(x, [[0, 0], [before, after], [0, 0]]) if span else tf.identity(x)
+        flipped = tf.transpose(tf.reverse(w, [0]), [0, 2, 1])
       d_inputs = tf.nn.convolution(
           tf.pad(d_outputs, [[0, 0], [span - before, span - after], [0, 0]]), flipped,
           padding="VALID", dilations=rate)
-      padded = tf.pad(x, [[0, 0], [before, after], [0, 0]]) if span else x
       out_length = tf.shape(d_outputs)[1]
       narrower = min(in_channels, out_channels)
       flat_d_outputs = tf.reshape(d_outputs, [-1, out_channels])

@@ -27,13 +27,14 @@ import tensorflow as tf
 import tree
 
 from tf_seqmodels.blocks.convolution import Conv1D
+from tf_seqmodels.blocks.linear import Linear
 
 PRECISIONS = ("float32", "bfloat16")
 # The classes that define `__call__` for snt.Linear and snt.Conv{1,2,3}D (ConvND serves all three),
-# and for the package's Conv1D (snt.Conv1D with a faster CPU gradient, its own `__call__`).
+# and for the package's Conv1D and Linear (snt.Conv1D / snt.Linear with their own `__call__`).
 _PATCHED_CLASSES = tuple(dict.fromkeys(
     next(c for c in cls.__mro__ if "__call__" in c.__dict__)
-    for cls in (snt.Linear, snt.Conv1D, snt.Conv2D, snt.Conv3D, Conv1D)))
+    for cls in (snt.Linear, snt.Conv1D, snt.Conv2D, snt.Conv3D, Conv1D, Linear)))
 _lock = threading.Lock()
 
 
