@@ -1,8 +1,10 @@
 """Which graphs get the blocks' hand-built gradients: those traced inside `fast_gradients()`.
 
-A block may compute its gradient by hand where autodiff's is slow: `convolution.Conv1D`
-(TensorFlow's CPU convolution-gradient kernels take 2-3x the forward pass). The forward pass
-is unchanged, so the hand-built gradient only matters where gradients are taken for training,
+A block may compute its gradient by hand where autodiff's is slow or keeps too much for the
+backward pass: `convolution.Conv1D` (TensorFlow's CPU convolution-gradient kernels take 2-3x
+the forward pass), `recurrent`'s LSTMs (backpropagation through time that keeps a third less),
+`torch_compat.LayerNorm` and `conformer.swiglu` (they keep only their inputs). The forward
+pass is unchanged, so the hand-built gradient only matters where gradients are taken for training,
 and a `tf.custom_gradient` is not free elsewhere: it shows up as an IdentityN op, which
 DeepLIFT's per-op rules cannot see through, and SavedModel exports would carry it. So the
 trainer traces its step inside `fast_gradients()` and everything else sees plain ops.
