@@ -6,23 +6,12 @@ import pytest
 import sonnet as snt
 import tensorflow as tf
 
+from gradient_checks import outputs_and_gradients
 from tf_seqmodels.blocks.conformer import swiglu
 from tf_seqmodels.blocks.gradients import fast_gradients
 from tf_seqmodels.blocks.linear import Linear
 from tf_seqmodels.blocks.torch_compat import LayerNorm
 from tf_seqmodels.training.precision import compute_dtype
-
-
-def _gradients(fn, x, variables, fast: bool, upstream):
-  with tf.GradientTape() as tape:
-    tape.watch(x)
-    if fast:
-      with fast_gradients():
-        y = fn(x)
-    else:
-      y = fn(x)
-    loss = tf.reduce_sum(y * upstream)
-  return y, tape.gradient(loss, [x] + list(variables))
 
 
 @pytest.mark.parametrize("graph", [False, True])
@@ -39,8 +28,8 @@ def test_layer_norm_matches_sonnet_outputs_and_gradients(graph):
   upstream = tf.constant(rng.normal(size=(3, 7, 16)), tf.float32)
 
   def both():
-    return (_gradients(reference, x, reference.trainable_variables, False, upstream),
-            _gradients(ours, x, ours.trainable_variables, True, upstream))
+    return (outputs_and_gradients(reference, x, reference.trainable_variables, False, upstream),
+            outputs_and_gradients(ours, x, ours.trainable_variables, True, upstream))
 
   (expected_y, expected), (y, got) = tf.function(both)() if graph else both()
   np.testing.assert_array_equal(y.numpy(), expected_y.numpy())  # the same forward ops
@@ -68,8 +57,8 @@ def test_swiglu_matches_autodiff():
   rng = np.random.default_rng(1)
   x = tf.constant(rng.normal(0.0, 2.0, size=(4, 6, 10)), tf.float32)
   upstream = tf.constant(rng.normal(size=(4, 6, 5)), tf.float32)
-  expected_y, [expected] = _gradients(swiglu, x, [], False, upstream)
-  y, [got] = _gradients(swiglu, x, [], True, upstream)
+  expected_y, [expected] = outputs_and_gradients(swiglu, x, [], False, upstream)
+  y, [got] = outputs_and_gradients(swiglu, x, [], True, upstream)
   out, gate = np.split(x.numpy().astype(np.float64), 2, axis=-1)
   np.testing.assert_allclose(expected_y.numpy(), out * gate / (1 + np.exp(-gate)), rtol=1e-5)
   np.testing.assert_array_equal(y.numpy(), expected_y.numpy())
@@ -85,8 +74,9 @@ def test_linear_matches_sonnet_for_any_rank(shape):
   for a, b in zip(ours.variables, reference.variables):
     a.assign(b)
   upstream = tf.constant(rng.normal(size=shape[:-1] + (6,)), tf.float32)
-  expected_y, expected = _gradients(reference, x, reference.trainable_variables, False, upstream)
-  y, got = _gradients(ours, x, ours.trainable_variables, False, upstream)
+  expected_y, expected = outputs_and_gradients(reference, x, reference.trainable_variables, False,
+                                               upstream)
+  y, got = outputs_and_gradients(ours, x, ours.trainable_variables, False, upstream)
   assert y.shape == expected_y.shape
   np.testing.assert_allclose(y.numpy(), expected_y.numpy(), rtol=1e-6, atol=1e-6)
   for g, e in zip(got, expected):

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from gradient_checks import outputs_and_gradients
 from tf_seqmodels.blocks.gradients import fast_gradients
 from tf_seqmodels.blocks.recurrent import LSTM, BidirectionalLSTM
 
@@ -14,21 +15,11 @@ def _layers():
           "reverse": LSTM(5, 4, reverse=True)}
 
 
-def _outputs_and_gradients(layer, x, weights, fast: bool, compile_with=None):
-  """Outputs and d(sum(outputs * weights)) / d(inputs, variables), autodiff's or BPTT's."""
+def _outputs_and_gradients(layer, x, upstream, fast: bool, compile_with=None):
+  """Outputs and gradients for inputs and variables, autodiff's or BPTT's (optionally traced)."""
   def run(x):
-    with tf.GradientTape() as tape:
-      tape.watch(x)
-      if fast:
-        with fast_gradients():
-          y = layer(x)
-      else:
-        y = layer(x)
-      loss = tf.reduce_sum(y * weights)
-    return y, tape.gradient(loss, [x] + list(layer.trainable_variables))
-  if compile_with is not None:
-    run = tf.function(run, **compile_with)
-  return run(x)
+    return outputs_and_gradients(layer, x, layer.trainable_variables, fast, upstream)
+  return tf.function(run, **compile_with)(x) if compile_with is not None else run(x)
 
 
 @pytest.mark.parametrize("kind", ["bidirectional", "forward", "reverse"])
