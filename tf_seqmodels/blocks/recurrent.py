@@ -120,7 +120,7 @@ def _recurrence_with_bptt(inputs: tf.Tensor, directions: Sequence[_Direction]) -
     length, batch = tf.shape(x)[0], tf.shape(x)[1]
     zeros = tf.zeros([batch, hidden], x.dtype)
 
-    def position(s, backwards):  # entry of processing step s; its previous state: one further
+    def position(s, backwards):  # the position a direction processes at its step s
       return length - 1 - s if backwards else s
 
     def entry(t, backwards):  # index of position t in a padded (L + 1)-entry array
@@ -151,6 +151,7 @@ def _recurrence_with_bptt(inputs: tf.Tensor, directions: Sequence[_Direction]) -
 
     def grad(*d_outputs):
       d_outputs = [tf.zeros_like(h) if d is None else d for d, h in zip(d_outputs, outputs)]
+
       def backward_step(s, carries, sums, dx_arrays):
         new_carries, new_sums, new_dx = [], [], []
         for (dh_next, dc_next), (dw_ih, dw_hh, db), dx_array, saved, h_all, d_out, w_i, w_h, r \
