@@ -58,7 +58,7 @@ class PackedMultiheadAttention(snt.Module):
         [channels, 3 * channels], tf.float32), name="in_proj_w")
     self.in_proj_b = tf.Variable(tf.zeros([3 * channels]), name="in_proj_b")
     self.out_proj = Linear(channels, w_init=torch_uniform(channels),
-                               b_init=snt.initializers.Zeros(), name="out_proj")
+                           b_init=snt.initializers.Zeros(), name="out_proj")
 
   def __call__(self, inputs: tf.Tensor, is_training: bool) -> tf.Tensor:
     shape = tf.shape(inputs)
@@ -89,9 +89,9 @@ class SwiGLUFeedForward(snt.Module):
     self.dropout_rate = dropout_rate
     self.norm = layer_norm(layer_norm_eps, name="norm")
     self.linear1 = Linear(channels * mult, with_bias=use_bias, w_init=torch_uniform(channels),
-                              b_init=torch_uniform(channels) if use_bias else None, name="linear1")
+                          b_init=torch_uniform(channels) if use_bias else None, name="linear1")
     self.linear2 = Linear(channels, with_bias=use_bias, w_init=torch_uniform(hidden),
-                              b_init=torch_uniform(hidden) if use_bias else None, name="linear2")
+                          b_init=torch_uniform(hidden) if use_bias else None, name="linear2")
 
   def __call__(self, inputs: tf.Tensor, is_training: bool) -> tf.Tensor:
     x = dropout(swiglu(self.linear1(self.norm(inputs))), self.dropout_rate, is_training)
